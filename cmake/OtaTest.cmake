@@ -1,0 +1,23 @@
+# ota_add_test(<name> LABEL <unit|integration|fault|container> SOURCES <files...> [LIBS <targets...>])
+# One place registers a GoogleTest binary with CTest; each test case becomes its own CTest test
+# carrying the label, so `ctest -L unit` runs the fast ones and `ctest` runs everything.
+find_package(GTest REQUIRED)
+include(GoogleTest)
+
+function(ota_add_test name)
+  cmake_parse_arguments(T "" "LABEL;TIMEOUT" "SOURCES;LIBS" ${ARGN})
+  if(NOT T_LABEL)
+    message(FATAL_ERROR "ota_add_test(${name}): LABEL is required")
+  endif()
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 120)
+  endif()
+  add_executable(${name} ${T_SOURCES})
+  target_link_libraries(${name} PRIVATE ${T_LIBS} GTest::gtest GTest::gtest_main ota::warnings)
+  target_compile_definitions(${name} PRIVATE
+    OTA_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
+    OTA_BINARY_DIR="${PROJECT_BINARY_DIR}")
+  gtest_discover_tests(${name}
+    DISCOVERY_TIMEOUT 30
+    PROPERTIES LABELS ${T_LABEL} TIMEOUT ${T_TIMEOUT})
+endfunction()

@@ -1,0 +1,56 @@
+// The project's one error model: functions that can fail return ota::Expected<T>.
+// An Error carries a stable code (documented in docs/protocol.md, sent in status messages)
+// and a one-line message that names the input and the cause.
+#pragma once
+
+#include <expected>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace ota {
+
+enum class ErrorCode {
+    io_error,             // a file could not be read or written
+    config_invalid,       // a config file, env var or flag is wrong
+    json_invalid,         // bytes that are not JSON
+    manifest_invalid,     // JSON that is not a valid manifest (field path in the message)
+    schema_unsupported,   // a manifest/envelope schema version this build does not know
+    signature_invalid,    // signature does not verify over the signed bytes
+    unknown_key,          // the key id is not in the trusted set
+    key_invalid,          // a key file that cannot be loaded
+    version_invalid,      // a version string that does not fit its scheme
+    version_incomparable, // two versions of different schemes or tag prefixes
+    manifest_expired,     // the manifest's expiry time has passed
+    hash_mismatch,        // content does not match the declared SHA-256
+    size_mismatch,        // content is not of the declared size
+    mqtt_connect_failed,  // broker unreachable, TLS failure, or refused connection
+    mqtt_publish_failed,  // a publish was not acknowledged or was refused
+    mqtt_subscribe_failed,
+    timeout,
+    internal,
+};
+
+// The stable, snake_case name of a code, as it appears on the wire.
+[[nodiscard]] std::string_view to_string(ErrorCode code) noexcept;
+
+struct [[nodiscard]] Error {
+    ErrorCode code{ErrorCode::internal};
+    std::string message;
+
+    // Prefix the message with where it happened: "reading release.key: <message>".
+    [[nodiscard]] Error with_context(std::string_view context) const {
+        return Error{code, std::string(context) + ": " + message};
+    }
+    // "<code>: <message>", for logs and command-line errors.
+    [[nodiscard]] std::string describe() const;
+};
+
+template <typename T>
+using Expected = std::expected<T, Error>;
+
+[[nodiscard]] inline std::unexpected<Error> fail(ErrorCode code, std::string message) {
+    return std::unexpected<Error>(Error{code, std::move(message)});
+}
+
+}  // namespace ota

@@ -1,0 +1,61 @@
+// Reading JSON objects field by field with errors that name the field path, e.g.
+//   manifest.artifact.size: expected a non-negative integer, got "12"
+// The reader keeps the first error; later reads return defaults, so a parser reads every field
+// and checks error() once at the end.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "ota/error.hpp"
+
+namespace ota {
+
+// Parse bytes as JSON; the error names `what` (e.g. "release on ota/v1/releases/x/stable").
+[[nodiscard]] Expected<nlohmann::json> parse_json(std::string_view text, std::string_view what);
+
+class ObjectReader {
+public:
+    // `code` is the error code used for every problem found (manifest_invalid, config_invalid...).
+    ObjectReader(const nlohmann::json& object, std::string path, ErrorCode code);
+
+    [[nodiscard]] std::string str(std::string_view key);  // required, non-empty
+    [[nodiscard]] std::optional<std::string> opt_str(std::string_view key);
+    [[nodiscard]] std::uint64_t u64(std::string_view key);
+    [[nodiscard]] std::optional<std::uint64_t> opt_u64(std::string_view key);
+    [[nodiscard]] std::int64_t i64(std::string_view key);
+    [[nodiscard]] bool boolean(std::string_view key, bool fallback);
+    [[nodiscard]] std::vector<std::string> str_list(std::string_view key, bool required);
+    // A nested object (nullptr when optional and absent, or on error).
+    [[nodiscard]] const nlohmann::json* object(std::string_view key, bool required);
+    // Any value (nullptr when absent).
+    [[nodiscard]] const nlohmann::json* raw(std::string_view key);
+
+    // Record a problem with a field: "<path>.<key>: <problem>".
+    void fail(std::string_view key, std::string_view problem);
+    // Every key of the object that no read asked for is an error ("unknown field").
+    void reject_unknown();
+
+    [[nodiscard]] std::string path_of(std::string_view key) const;
+    [[nodiscard]] const std::optional<Error>& error() const { return error_; }
+    [[nodiscard]] bool ok() const { return !error_; }
+
+private:
+    const nlohmann::json* find(std::string_view key, bool required, std::string_view expected);
+    const nlohmann::json& object_;
+    std::string path_;
+    ErrorCode code_;
+    std::set<std::string, std::less<>> seen_;
+    std::optional<Error> error_;
+};
+
+// A short, printable rendering of a JSON value for error messages (truncated).
+[[nodiscard]] std::string brief(const nlohmann::json& value);
+
+}  // namespace ota

@@ -1,0 +1,33 @@
+#include "ota/error.hpp"
+
+namespace ota {
+
+std::string_view to_string(ErrorCode code) noexcept {
+    switch (code) {
+        case ErrorCode::io_error: return "io_error";
+        case ErrorCode::config_invalid: return "config_invalid";
+        case ErrorCode::json_invalid: return "json_invalid";
+        case ErrorCode::manifest_invalid: return "manifest_invalid";
+        case ErrorCode::schema_unsupported: return "schema_unsupported";
+        case ErrorCode::signature_invalid: return "signature_invalid";
+        case ErrorCode::unknown_key: return "unknown_key";
+        case ErrorCode::key_invalid: return "key_invalid";
+        case ErrorCode::version_invalid: return "version_invalid";
+        case ErrorCode::version_incomparable: return "version_incomparable";
+        case ErrorCode::manifest_expired: return "manifest_expired";
+        case ErrorCode::hash_mismatch: return "hash_mismatch";
+        case ErrorCode::size_mismatch: return "size_mismatch";
+        case ErrorCode::mqtt_connect_failed: return "mqtt_connect_failed";
+        case ErrorCode::mqtt_publish_failed: return "mqtt_publish_failed";
+        case ErrorCode::mqtt_subscribe_failed: return "mqtt_subscribe_failed";
+        case ErrorCode::timeout: return "timeout";
+        case ErrorCode::internal: return "internal";
+    }
+    return "internal";
+}
+
+std::string Error::describe() const {
+    return std::string(to_string(code)) + ": " + message;
+}
+
+}  // namespace ota

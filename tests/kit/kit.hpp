@@ -1,0 +1,158 @@
+// The test kit: everything an integration test needs to run against real services on loopback.
+// Every later test uses it. Services are started per test suite (SetUpTestSuite) or per test,
+// on free ports, with certificates generated into a temporary directory, and stopped by PID.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ota::testkit {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+// The source tree (for broker-config/, scripts/) and the build tree (for binaries).
+[[nodiscard]] fs::path source_dir();
+[[nodiscard]] fs::path binary_dir();
+
+// A fresh directory under $TMPDIR, removed (recursively) by the destructor.
+class TempDir {
+public:
+    explicit TempDir(std::string_view prefix = "ota-test");
+    ~TempDir();
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+    [[nodiscard]] const fs::path& path() const { return path_; }
+    [[nodiscard]] fs::path operator/(std::string_view name) const { return path_ / name; }
+
+private:
+    fs::path path_;
+};
+
+// A TCP port on 127.0.0.1 that nothing listens on right now (bind to port 0, read it back).
+[[nodiscard]] int free_port();
+
+// Poll `condition` every `interval` until it is true or `timeout` passes; returns the last result.
+bool wait_until(const std::function<bool()>& condition,
+                std::chrono::milliseconds timeout = 10s,
+                std::chrono::milliseconds interval = 20ms);
+
+// Write / read a whole file (throws std::runtime_error on failure: tests only).
+void write_file(const fs::path& path, std::string_view content);
+[[nodiscard]] std::string read_file(const fs::path& path);
+
+// The result of running a command to completion.
+struct RunResult {
+    int exit_code{-1};       // exit status, or 128+signal
+    std::string out;         // stdout
+    std::string err;         // stderr
+};
+// Run argv (no shell) with extra environment variables, capturing stdout and stderr,
+// killing it (and failing with exit_code -1) after `timeout`.
+RunResult run(const std::vector<std::string>& argv,
+              std::chrono::milliseconds timeout = 30s,
+              const std::map<std::string, std::string>& env = {},
+              const std::optional<std::string>& stdin_data = std::nullopt);
+
+// A child process started in the background; killed (SIGTERM, then SIGKILL) by PID on destruction.
+class Process {
+public:
+    Process(const std::vector<std::string>& argv, const fs::path& log_file,
+            const std::map<std::string, std::string>& env = {});
+    ~Process();
+    Process(const Process&) = delete;
+    Process& operator=(const Process&) = delete;
+    [[nodiscard]] int pid() const { return pid_; }
+    [[nodiscard]] bool running();
+    // Send a signal (e.g. SIGKILL for crash tests) and reap the process.
+    void kill(int signal);
+    // SIGTERM, wait up to `grace`, then SIGKILL; returns the exit status (128+signal if killed).
+    int stop(std::chrono::milliseconds grace = 5s);
+    [[nodiscard]] std::string log() const;
+
+private:
+    int pid_{-1};
+    int status_{0};
+    bool reaped_{false};
+    fs::path log_file_;
+};
+
+// A dev PKI made by scripts/make-dev-certs into `dir`: a CA, the broker (CN/SAN 127.0.0.1,
+// localhost, ::1), the artifact server, ci, controller, operator, and devices device-001..N.
+// Every identity X has dir/X.pem (certificate) and dir/X.key (private key); dir/ca.pem is the CA.
+struct Pki {
+    fs::path dir;
+    [[nodiscard]] fs::path ca() const { return dir / "ca.pem"; }
+    [[nodiscard]] fs::path cert(std::string_view who) const;
+    [[nodiscard]] fs::path key(std::string_view who) const;
+};
+// Generate once per test binary (cached in a process-wide temp dir) with `devices` device certs.
+[[nodiscard]] const Pki& shared_pki(int devices = 3);
+
+// A real Mosquitto with the project's broker-config (mosquitto.conf rendered for the test:
+// TLS listener with require_certificate + use_identity_as_username, the project's ACL file,
+// persistence into the temp dir) on a free loopback port.
+class Broker {
+public:
+    explicit Broker(const Pki& pki);
+    ~Broker();
+    Broker(const Broker&) = delete;
+    Broker& operator=(const Broker&) = delete;
+    [[nodiscard]] int port() const { return port_; }
+    [[nodiscard]] std::string url() const;  // "mqtts://127.0.0.1:<port>"
+    [[nodiscard]] std::string log() const;
+    // Stop and start again on the same port with the same persistence (retained messages kept).
+    void restart();
+    void stop();
+
+private:
+    void start();
+    const Pki& pki_;
+    TempDir dir_;
+    int port_{0};
+    std::unique_ptr<Process> proc_;
+};
+
+// A real nginx serving `root()` over HTTPS (the artifact server's cert from the Pki) on a free
+// loopback port, with Range requests, ETag and If-Range as nginx does them.
+class ArtifactServer {
+public:
+    explicit ArtifactServer(const Pki& pki);
+    ~ArtifactServer();
+    ArtifactServer(const ArtifactServer&) = delete;
+    ArtifactServer& operator=(const ArtifactServer&) = delete;
+    [[nodiscard]] int port() const { return port_; }
+    [[nodiscard]] const fs::path& root() const { return root_; }
+    [[nodiscard]] std::string url(std::string_view path) const;  // "https://127.0.0.1:<port>/<path>"
+    [[nodiscard]] std::string log() const;
+
+private:
+    const Pki& pki_;
+    TempDir dir_;
+    fs::path root_;
+    int port_{0};
+    std::unique_ptr<Process> proc_;
+};
+
+// Subscribe with the mosquitto_sub client as `who` (a Pki identity) to `topic` and collect
+// "topic payload" lines for `duration` (or until `count` messages arrived).
+struct Received {
+    std::vector<std::pair<std::string, std::string>> messages;  // (topic, payload)
+    int exit_code{0};
+    std::string err;
+};
+Received mosquitto_sub(const Broker& broker, const Pki& pki, std::string_view who,
+                       std::string_view topic, int count, std::chrono::milliseconds duration);
+// Publish with mosquitto_pub as `who`. Returns the run result (exit 0 even when the ACL
+// silently drops the message with MQTT 3.1.1; use MQTT 5 (`-V 5`) to see the reason code).
+RunResult mosquitto_pub(const Broker& broker, const Pki& pki, std::string_view who,
+                        std::string_view topic, std::string_view payload, bool retain = false,
+                        int qos = 1);
+
+}  // namespace ota::testkit
