@@ -1,0 +1,55 @@
+# Shared by scripts/test and scripts/demo: install what is missing, configure and build.
+# Sourced, not run.
+
+OTA_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+OTA_BUILD_DIR="${OTA_BUILD_DIR:-$OTA_ROOT/build}"
+
+# Debian 12 packages the build, the tests and the demo need.
+OTA_PACKAGES=(
+  g++ cmake make pkg-config git ca-certificates openssl curl
+  libssl-dev libpaho-mqttpp-dev libpaho-mqtt-dev nlohmann-json3-dev libcurl4-openssl-dev
+  libsqlitecpp-dev libsqlite3-dev libspdlog-dev libfmt-dev libcli11-dev libgtest-dev libgmock-dev
+  mosquitto mosquitto-clients nginx-light
+)
+
+ota_log() { printf '[%s] %s\n' "$(basename "$0")" "$*" >&2; }
+
+ota_install_deps() {
+  local missing=() p
+  for p in "${OTA_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    ota_log "all ${#OTA_PACKAGES[@]} Debian packages present"
+    return 0
+  fi
+  ota_log "installing missing Debian packages: ${missing[*]}"
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { ota_log "error: not root and no sudo; install: ${missing[*]}"; return 1; }
+    sudo="sudo"
+  fi
+  # Services must not start on install (the tests and the demo start their own on free ports).
+  local policy=/usr/sbin/policy-rc.d created_policy=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null && $sudo chmod +x "$policy" && created_policy=1
+  fi
+  local rc=0
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get update -qq || rc=$?
+  [ $rc -eq 0 ] && { DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+      "${missing[@]}" >/dev/null || rc=$?; }
+  [ -n "$created_policy" ] && $sudo rm -f "$policy"
+  return $rc
+}
+
+ota_build() {
+  local werror=OFF
+  [ "${CI:-}" = "true" ] && werror=ON
+  cmake -S "$OTA_ROOT" -B "$OTA_BUILD_DIR" -DOTA_WERROR="$werror" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build "$OTA_BUILD_DIR" -j"$(nproc)"
+}
+
+# Raise the open-file limit to the hard limit (brokers and fleets need many descriptors).
+ota_raise_nofile() {
+  ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+}

@@ -1,0 +1,175 @@
+// ota-publish as CI runs it, against a real Mosquitto (TLS, client certificates, the project's
+// ACL) and a real nginx from the test kit.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <nlohmann/json.hpp>
+
+#include "kit.hpp"
+#include "ota/crypto.hpp"
+#include "ota/manifest.hpp"
+
+namespace kit = ota::testkit;
+using namespace std::chrono_literals;
+
+class PublisherCli : public ::testing::Test {
+protected:
+    static inline std::unique_ptr<kit::Broker> broker;
+    static inline std::unique_ptr<kit::TempDir> dir;
+
+    static void SetUpTestSuite() {
+        broker = std::make_unique<kit::Broker>(kit::shared_pki());
+        dir = std::make_unique<kit::TempDir>("ota-publish-test");
+        auto r = kit::run({OTA_PUBLISH_BIN, "keygen", "--out", (dir->path() / "release").string()});
+        ASSERT_EQ(r.exit_code, 0) << r.err;
+        kit::write_file(dir->path() / "model.trt", std::string(100000, 'm'));
+    }
+    static void TearDownTestSuite() {
+        broker.reset();
+        dir.reset();
+    }
+
+    const kit::Pki& pki = kit::shared_pki();
+
+    // The arguments CI passes, as `who` (a certificate of the dev PKI).
+    std::vector<std::string> publish_args(const std::string& component, const std::string& who = "ci") const {
+        return {OTA_PUBLISH_BIN, "publish", "--broker", broker->url(), "--cafile", pki.ca().string(),
+                "--cert", pki.cert(who).string(), "--key", pki.key(who).string(),
+                "--signing-key", (dir->path() / "release.key").string(), "--component", component,
+                "--version", "2026-03-10", "--channel", "stable", "--artifact", (dir->path() / "model.trt").string(),
+                "--url", "https://artifacts.example/models/model-2026-03-10.trt", "--install", "file",
+                "--target", "/var/lib/models", "--timeout", "3"};
+    }
+    // What an operator sees retained on a release topic (empty if nothing was published).
+    std::vector<std::pair<std::string, std::string>> retained(const std::string& component) const {
+        return kit::mosquitto_sub(*broker, pki, "operator", "ota/v1/releases/" + component + "/stable", 1, 1500ms).messages;
+    }
+    static void expect_one_line_error(const kit::RunResult& r, const std::string& needle) {
+        EXPECT_NE(r.exit_code, 0);
+        EXPECT_TRUE(r.out.empty()) << r.out;
+        ASSERT_FALSE(r.err.empty());
+        EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "one line expected: " << r.err;
+        EXPECT_EQ(r.err.rfind("ota-publish: ", 0), 0u) << r.err;
+        EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
+    }
+};
+
+TEST_F(PublisherCli, KeygenWritesAPrivateKeyOnlyRootCanRead) {
+    struct stat st {};
+    ASSERT_EQ(::stat((dir->path() / "release.key").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+    auto again = kit::run({OTA_PUBLISH_BIN, "keygen", "--out", (dir->path() / "release").string()});
+    EXPECT_NE(again.exit_code, 0);
+    EXPECT_NE(again.err.find("--force"), std::string::npos);
+}
+
+TEST_F(PublisherCli, RetainedReleaseReachesALateSubscriberAndVerifies) {
+    auto r = kit::run(publish_args("late-sub"));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("published late-sub 2026-03-10 (stable) to ota/v1/releases/late-sub/stable"), std::string::npos);
+
+    // The subscriber connects only now: the broker must hand it the retained release.
+    auto got = retained("late-sub");
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0].first, "ota/v1/releases/late-sub/stable");
+    ota::crypto::TrustStore trusted;
+    ASSERT_TRUE(trusted.load(dir->path() / "release.pub"));
+    auto release = ota::open_envelope(got[0].second, trusted, ota::now_utc(), "received");
+    ASSERT_TRUE(release) << release.error().message;
+    EXPECT_EQ(release->manifest.artifact.size, 100000u);
+    EXPECT_EQ(release->manifest.artifact.sha256, ota::crypto::sha256_hex(std::string(100000, 'm')));
+    EXPECT_EQ(release->manifest.install.target, "/var/lib/models");
+
+    // The verify command agrees, reading the envelope from stdin.
+    auto v = kit::run({OTA_PUBLISH_BIN, "verify", "--pubkey", (dir->path() / "release.pub").string(), "-"}, 10s, {},
+                      got[0].second);
+    EXPECT_EQ(v.exit_code, 0) << v.err;
+    EXPECT_EQ(v.out.rfind("OK: late-sub 2026-03-10 (stable)", 0), 0u) << v.out;
+}
+
+TEST_F(PublisherCli, DryRunPrintsTheEnvelopeAndPublishesNothing) {
+    auto args = publish_args("dry-run");
+    args.push_back("--dry-run");
+    auto r = kit::run(args);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    auto env = nlohmann::json::parse(r.out);
+    EXPECT_EQ(env["manifest"]["component"], "dry-run");
+    EXPECT_TRUE(env["signature"].is_string());
+    EXPECT_TRUE(retained("dry-run").empty());
+}
+
+TEST_F(PublisherCli, CopyToPlacesTheArtifactWhereNginxServesIt) {
+    kit::ArtifactServer server(pki);
+    auto args = publish_args("copied");
+    args.back() = "5";
+    args.insert(args.end(), {"--copy-to", server.root().string()});
+    auto r = kit::run(args);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    auto fetched = kit::run({"curl", "-sS", "--fail", "--cacert", pki.ca().string(),
+                             server.url("models/model-2026-03-10.trt")});
+    ASSERT_EQ(fetched.exit_code, 0) << fetched.err;
+    EXPECT_EQ(fetched.out, std::string(100000, 'm'));
+}
+
+TEST_F(PublisherCli, MissingArtifactFailsAndPublishesNothing) {
+    auto args = publish_args("no-artifact");
+    std::replace(args.begin(), args.end(), (dir->path() / "model.trt").string(), (dir->path() / "absent.trt").string());
+    auto r = kit::run(args);
+    expect_one_line_error(r, "absent.trt");
+    EXPECT_NE(r.err.find("io_error"), std::string::npos);
+    EXPECT_TRUE(retained("no-artifact").empty());
+}
+
+TEST_F(PublisherCli, UnreadableSigningKeyFailsAndPublishesNothing) {
+    kit::write_file(dir->path() / "garbage.key", "-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n");
+    auto args = publish_args("bad-key");
+    std::replace(args.begin(), args.end(), (dir->path() / "release.key").string(), (dir->path() / "garbage.key").string());
+    auto r = kit::run(args);
+    expect_one_line_error(r, "key_invalid: signing key " + (dir->path() / "garbage.key").string());
+    EXPECT_TRUE(retained("bad-key").empty());
+
+    std::replace(args.begin(), args.end(), (dir->path() / "garbage.key").string(), (dir->path() / "none.key").string());
+    auto missing = kit::run(args);
+    expect_one_line_error(missing, "none.key");
+}
+
+TEST_F(PublisherCli, BrokerDownFailsWithinTheTimeout) {
+    auto args = publish_args("broker-down");
+    std::replace(args.begin(), args.end(), broker->url(), "mqtts://127.0.0.1:" + std::to_string(kit::free_port()));
+    const auto start = std::chrono::steady_clock::now();
+    auto r = kit::run(args, 20s);
+    expect_one_line_error(r, "mqtt_connect_failed");
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 15s);
+    EXPECT_TRUE(retained("broker-down").empty());
+}
+
+TEST_F(PublisherCli, WrongCaFailsAndPublishesNothing) {
+    kit::TempDir other("ota-other-ca");
+    auto mk = kit::run({(kit::source_dir() / "scripts" / "make-dev-certs").string(), other.path().string(), "--devices", "0"}, 60s);
+    ASSERT_EQ(mk.exit_code, 0) << mk.err;
+    auto args = publish_args("wrong-ca");
+    std::replace(args.begin(), args.end(), pki.ca().string(), (other.path() / "ca.pem").string());
+    auto r = kit::run(args, 20s);
+    expect_one_line_error(r, "mqtt_connect_failed");
+    EXPECT_TRUE(retained("wrong-ca").empty());
+}
+
+TEST_F(PublisherCli, ADeviceCertificateCannotPublishARelease) {
+    auto r = kit::run(publish_args("from-device", "device-001"));
+    expect_one_line_error(r, "mqtt_publish_failed");
+    EXPECT_TRUE(retained("from-device").empty());
+}
+
+TEST_F(PublisherCli, VerifyNamesWhyATamperedEnvelopeFails) {
+    auto args = publish_args("tamper");
+    args.push_back("--dry-run");
+    auto r = kit::run(args);
+    ASSERT_EQ(r.exit_code, 0);
+    auto env = nlohmann::json::parse(r.out);
+    env["manifest"]["artifact"]["url"] = "https://evil.example/model.trt";
+    kit::write_file(dir->path() / "tampered.json", env.dump());
+    auto v = kit::run({OTA_PUBLISH_BIN, "verify", "--pubkey", (dir->path() / "release.pub").string(),
+                       (dir->path() / "tampered.json").string()});
+    EXPECT_EQ(v.exit_code, 1);
+    EXPECT_NE(v.err.find("signature_invalid: " + (dir->path() / "tampered.json").string()), std::string::npos) << v.err;
+}
