@@ -18,6 +18,7 @@ function(ota_add_test name)
     OTA_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
     OTA_BINARY_DIR="${PROJECT_BINARY_DIR}")
   gtest_discover_tests(${name}
+    TEST_PREFIX "${name}."
     DISCOVERY_TIMEOUT 30
     PROPERTIES LABELS ${T_LABEL} TIMEOUT ${T_TIMEOUT})
 endfunction()

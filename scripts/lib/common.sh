@@ -42,11 +42,13 @@ ota_install_deps() {
   return $rc
 }
 
+# ota_build [target...]: configure, then build the given targets (default: everything).
 ota_build() {
-  local werror=OFF
+  local werror=OFF targets=()
+  [ $# -gt 0 ] && targets=(--target "$@")
   [ "${CI:-}" = "true" ] && werror=ON
   cmake -S "$OTA_ROOT" -B "$OTA_BUILD_DIR" -DOTA_WERROR="$werror" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-  cmake --build "$OTA_BUILD_DIR" -j"$(nproc)"
+  cmake --build "$OTA_BUILD_DIR" -j"$(nproc)" "${targets[@]}"
 }
 
 # Raise the open-file limit to the hard limit (brokers and fleets need many descriptors).

@@ -60,7 +60,8 @@ RunResult run(const std::vector<std::string>& argv,
               const std::map<std::string, std::string>& env = {},
               const std::optional<std::string>& stdin_data = std::nullopt);
 
-// A child process started in the background; killed (SIGTERM, then SIGKILL) by PID on destruction.
+// A child process started in the background (stdout and stderr appended to `log_file`), in a
+// session of its own; stopped (SIGTERM, then SIGKILL to its process group) by PID on destruction.
 class Process {
 public:
     Process(const std::vector<std::string>& argv, const fs::path& log_file,
@@ -70,29 +71,35 @@ public:
     Process& operator=(const Process&) = delete;
     [[nodiscard]] int pid() const { return pid_; }
     [[nodiscard]] bool running();
-    // Send a signal (e.g. SIGKILL for crash tests) and reap the process.
+    // Send a signal to the process only (e.g. SIGKILL for crash tests) and wait (bounded, 5 s)
+    // until it has exited if the signal ends it.
     void kill(int signal);
     // SIGTERM, wait up to `grace`, then SIGKILL; returns the exit status (128+signal if killed).
     int stop(std::chrono::milliseconds grace = 5s);
     [[nodiscard]] std::string log() const;
 
 private:
+    void reap();   // kill what is left of the process group, then collect the exited child
     int pid_{-1};
-    int status_{0};
+    int status_{-1};       // exit status once exited_ (128+signal if killed)
+    bool exited_{false};   // exited (a zombie until reap(), which keeps its PID and group id ours)
     bool reaped_{false};
     fs::path log_file_;
 };
 
-// A dev PKI made by scripts/make-dev-certs into `dir`: a CA, the broker (CN/SAN 127.0.0.1,
-// localhost, ::1), the artifact server, ci, controller, operator, and devices device-001..N.
-// Every identity X has dir/X.pem (certificate) and dir/X.key (private key); dir/ca.pem is the CA.
+// A dev PKI made by scripts/make-dev-certs into `dir`: a CA, the broker and the artifact server
+// (SAN localhost, 127.0.0.1, ::1), ci, controller, operator, and devices device-001..N.
+// Every identity X has dir/X.pem (certificate) and dir/X.key (private key, 0600); dir/ca.pem is
+// the CA. The CN is the identity's name, which the broker takes as the MQTT user name.
 struct Pki {
     fs::path dir;
     [[nodiscard]] fs::path ca() const { return dir / "ca.pem"; }
     [[nodiscard]] fs::path cert(std::string_view who) const;
     [[nodiscard]] fs::path key(std::string_view who) const;
 };
-// Generate once per test binary (cached in a process-wide temp dir) with `devices` device certs.
+// Generate once per test binary (cached in a process-wide temp dir, removed at exit) with
+// `devices` device certs; a later call asking for more devices adds them under the same CA.
+// Thread-safe.
 [[nodiscard]] const Pki& shared_pki(int devices = 3);
 
 // A real Mosquitto with the project's broker-config (mosquitto.conf rendered for the test:
@@ -140,8 +147,10 @@ private:
     std::unique_ptr<Process> proc_;
 };
 
-// Subscribe with the mosquitto_sub client as `who` (a Pki identity) to `topic` and collect
-// "topic payload" lines for `duration` (or until `count` messages arrived).
+// Subscribe with the mosquitto_sub client as `who` (a Pki identity; "" connects without a client
+// certificate) to `topic` at QoS 1 and collect messages for `duration` after the broker has
+// acknowledged the subscription (or until `count` messages arrived; count <= 0: for `duration`).
+// exit_code is the client's own when it gave up by itself (refused connection), else 0.
 struct Received {
     std::vector<std::pair<std::string, std::string>> messages;  // (topic, payload)
     int exit_code{0};
@@ -154,5 +163,34 @@ Received mosquitto_sub(const Broker& broker, const Pki& pki, std::string_view wh
 RunResult mosquitto_pub(const Broker& broker, const Pki& pki, std::string_view who,
                         std::string_view topic, std::string_view payload, bool retain = false,
                         int qos = 1);
+
+// A mosquitto_sub (QoS 1, clean session) running in the background, for tests that must publish
+// only once a subscriber is in place: the constructor returns when the broker has acknowledged
+// the subscription (SUBACK) or the client has given up, bounded by `ready_timeout`.
+class Subscriber {
+public:
+    Subscriber(const Broker& broker, const Pki& pki, std::string_view who, std::string_view topic,
+               std::chrono::milliseconds ready_timeout = 10s);
+    ~Subscriber();
+    Subscriber(const Subscriber&) = delete;
+    Subscriber& operator=(const Subscriber&) = delete;
+    // True once the SUBACK arrived and granted the subscription.
+    [[nodiscard]] bool subscribed() const { return subscribed_; }
+    // Wait until `count` messages arrived, the client exited or `timeout` passed; what arrived so far.
+    Received wait(std::size_t count, std::chrono::milliseconds timeout);
+    // Disconnect (SIGTERM) and return everything received; exit_code is the client's own if it
+    // exited by itself, 0 if it was stopped here.
+    Received stop();
+    // The client's debug output (-d): CONNECT/SUBACK/PUBLISH exchange and any error.
+    [[nodiscard]] std::string log() const;
+
+private:
+    [[nodiscard]] Received parse() const;
+    TempDir dir_;
+    std::unique_ptr<Process> proc_;
+    bool subscribed_{false};
+    bool stopped_by_us_{false};
+    int exit_code_{0};
+};
 
 }  // namespace ota::testkit

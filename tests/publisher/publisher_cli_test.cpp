@@ -16,14 +16,21 @@ class PublisherCli : public ::testing::Test {
 protected:
     static inline std::unique_ptr<kit::Broker> broker;
     static inline std::unique_ptr<kit::TempDir> dir;
+    static inline std::string setup_error;
 
+    // A failure in SetUpTestSuite would only mark the tests skipped; keep it and fail each test.
     static void SetUpTestSuite() {
-        broker = std::make_unique<kit::Broker>(kit::shared_pki());
-        dir = std::make_unique<kit::TempDir>("ota-publish-test");
-        auto r = kit::run({OTA_PUBLISH_BIN, "keygen", "--out", (dir->path() / "release").string()});
-        ASSERT_EQ(r.exit_code, 0) << r.err;
-        kit::write_file(dir->path() / "model.trt", std::string(100000, 'm'));
+        try {
+            broker = std::make_unique<kit::Broker>(kit::shared_pki());
+            dir = std::make_unique<kit::TempDir>("ota-publish-test");
+            auto r = kit::run({OTA_PUBLISH_BIN, "keygen", "--out", (dir->path() / "release").string()});
+            if (r.exit_code != 0) setup_error = "keygen failed: " + r.err;
+            kit::write_file(dir->path() / "model.trt", std::string(100000, 'm'));
+        } catch (const std::exception& e) {
+            setup_error = e.what();
+        }
     }
+    void SetUp() override { ASSERT_TRUE(broker && setup_error.empty()) << setup_error; }
     static void TearDownTestSuite() {
         broker.reset();
         dir.reset();

@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <iterator>
+
 #include "ota/json.hpp"
 #include "ota/manifest.hpp"
 
@@ -243,4 +246,27 @@ TEST_F(Envelope, MalformedInputsAreNamedErrors) {
         EXPECT_NE(r.error().message.find(c.needle), std::string::npos) << r.error().message;
         EXPECT_EQ(r.error().message.find('\n'), std::string::npos) << "one line: " << r.error().message;
     }
+}
+
+// The example in docs/protocol.md is a real envelope and key: it must keep verifying, so the
+// documented signed bytes stay true.
+TEST(ProtocolDoc, ExampleEnvelopeVerifiesWithTheDocumentedKey) {
+    std::ifstream in(std::string(OTA_SOURCE_DIR) + "/docs/protocol.md");
+    ASSERT_TRUE(in) << "docs/protocol.md";
+    const std::string doc((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const auto json_start = doc.find("```json\n{");
+    ASSERT_NE(json_start, std::string::npos);
+    const auto json_end = doc.find("\n```", json_start + 8);
+    const auto envelope = doc.substr(json_start + 8, json_end - json_start - 8);
+    const auto key_start = doc.find("-----BEGIN PUBLIC KEY-----");
+    const auto key_end = doc.find("-----END PUBLIC KEY-----");
+    ASSERT_NE(key_start, std::string::npos);
+    auto key = ota::crypto::PublicKey::from_pem(doc.substr(key_start, key_end + 24 - key_start) + "\n");
+    ASSERT_TRUE(key) << key.error().message;
+    ota::crypto::TrustStore trusted;
+    trusted.add(*key);
+    const auto created = json::parse(envelope)["manifest"]["created"].get<std::string>();
+    auto r = ota::open_envelope(envelope, trusted, *ota::parse_utc(created), "docs/protocol.md");
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(r->manifest.component, "detection-model");
 }
