@@ -177,21 +177,6 @@ bool port_accepts(int port) {
     return ok;
 }
 
-std::string replace_all(std::string text, const std::string& from, const std::string& to) {
-    for (std::size_t pos = 0; (pos = text.find(from, pos)) != std::string::npos; pos += to.size())
-        text.replace(pos, from.size(), to);
-    return text;
-}
-
-// Fill @NAME@ placeholders; any placeholder left over is a bug in the template or the kit.
-std::string render(std::string text, const std::map<std::string, std::string>& values, const fs::path& source) {
-    for (const auto& [k, v] : values) text = replace_all(std::move(text), "@" + k + "@", v);
-    if (const auto pos = text.find("@OTA_"); pos != std::string::npos)
-        fail(source.string() + ": placeholder " + text.substr(pos, text.find('@', pos + 1) - pos + 1) +
-             " is not known to the test kit (tests/kit/kit.cpp)");
-    return text;
-}
-
 }  // namespace
 
 fs::path source_dir() { return OTA_SOURCE_DIR; }
@@ -463,20 +448,17 @@ std::string Broker::log() const { return read_file_or_empty(dir_ / "mosquitto.lo
 
 void Broker::start() {
     if (proc_) return;
-    const fs::path in = source_dir() / "broker-config" / "mosquitto.conf.in";
     const fs::path conf = dir_ / "mosquitto.conf";
     // Mosquitto 2.0 drops privileges to `user` before it reads the certificates, so as root it
     // stays root here to read the 0600 keys in the (0700) temporary PKI directory.
     const std::string user = ::geteuid() == 0 ? "root" : "mosquitto";
-    write_file(conf, render(read_file(in),
-                            {{"OTA_PORT", std::to_string(port_)},
-                             {"OTA_BIND_ADDRESS", "127.0.0.1"},
-                             {"OTA_CERT_DIR", pki_.dir.string()},
-                             {"OTA_DATA_DIR", (dir_ / "data").string()},
-                             {"OTA_ACL_FILE", (source_dir() / "broker-config" / "acl").string()},
-                             {"OTA_LOG_DEST", "stderr"},
-                             {"OTA_USER", user}},
-                            in));
+    // The config is broker-config/mosquitto.conf.in, rendered by the same script the demo uses.
+    auto rendered = run({(source_dir() / "scripts" / "render-broker-config").string(), "--port", std::to_string(port_),
+                         "--certs", pki_.dir.string(), "--data", (dir_ / "data").string(), "--acl",
+                         (source_dir() / "broker-config" / "acl").string(), "--user", user},
+                        10s);
+    if (rendered.exit_code != 0) fail("scripts/render-broker-config failed: " + rendered.err);
+    write_file(conf, rendered.out);
     // The broker's own certificate and key are in the PKI under the standard names.
     for (const auto& f : {pki_.ca(), pki_.cert("broker"), pki_.key("broker")})
         if (!fs::exists(f)) fail("broker: missing " + f.string());
@@ -521,36 +503,13 @@ ArtifactServer::ArtifactServer(const Pki& pki) : pki_(pki), dir_("ota-nginx"), r
     const auto pid_file = dir_ / "nginx.pid";
     for (int attempt = 1;; ++attempt) {
         port_ = free_port();
-        const auto t = (dir_ / "tmp").string();
-        std::ostringstream c;
-        // As root, workers run as root too: the default (nobody) cannot enter the 0700 temp dirs.
-        if (::geteuid() == 0) c << "user root;\n";
-        c << "daemon off;\n"
-             "worker_processes 1;\n"
-             "pid " << pid_file.string() << ";\n"
-             "error_log stderr notice;\n"
-             "events { worker_connections 256; }\n"
-             "http {\n"
-             "  access_log " << (dir_ / "access.log").string() << ";\n"
-             "  client_body_temp_path " << t << "/body;\n"
-             "  proxy_temp_path " << t << "/proxy;\n"
-             "  fastcgi_temp_path " << t << "/fastcgi;\n"
-             "  uwsgi_temp_path " << t << "/uwsgi;\n"
-             "  scgi_temp_path " << t << "/scgi;\n"
-             "  types { }\n"
-             "  default_type application/octet-stream;\n"
-             "  sendfile on;\n"
-             "  server {\n"
-             "    listen 127.0.0.1:" << port_ << " ssl;\n"
-             "    server_name localhost;\n"
-             "    ssl_certificate " << pki_.cert("artifacts").string() << ";\n"
-             "    ssl_certificate_key " << pki_.key("artifacts").string() << ";\n"
-             "    ssl_protocols TLSv1.2 TLSv1.3;\n"
-             "    root " << root_.string() << ";\n"
-             "    location / { }\n"
-             "  }\n"
-             "}\n";
-        write_file(conf, c.str());
+        // The config comes from the same script the demo uses.
+        auto rendered = run({(source_dir() / "scripts" / "render-nginx-config").string(), "--port", std::to_string(port_),
+                             "--cert", pki_.cert("artifacts").string(), "--key", pki_.key("artifacts").string(),
+                             "--root", root_.string(), "--prefix", dir_.path().string(), "--error-log", "stderr"},
+                            10s);
+        if (rendered.exit_code != 0) fail("scripts/render-nginx-config failed: " + rendered.err);
+        write_file(conf, rendered.out);
         std::error_code ec;
         fs::remove(pid_file, ec);
         const auto offset = read_file_or_empty(log_file).size();
