@@ -68,25 +68,41 @@ public:
     Client& operator=(const Client&) = delete;
 
     // Set before connect(). The handler runs on the client's dispatch thread.
+    // - Handlers may call publish()/subscribe() (and wait for the ack) on this client.
+    // - Whatever a handler uses must outlive the Client; no handler is called once the
+    //   destructor has begun (one already running is waited for). Do not destroy the Client
+    //   from inside its own handler.
+    // - Messages of a resumed session may arrive before on_connection(true) for that connection.
     void on_message(MessageHandler handler);
     void on_connection(ConnectionHandler handler);
 
     // Connect once, waiting up to connect_timeout. A failure names the broker and the cause
     // (refused, TLS handshake, not authorized). After a successful connect, lost connections
     // are re-established in the background until disconnect().
+    // paho C runs one network thread per process that notices a new socket only every second:
+    // connecting while another Client of the same process is connected takes ~2 s.
     [[nodiscard]] Expected<void> connect();
     [[nodiscard]] Expected<void> disconnect(std::chrono::milliseconds timeout = std::chrono::seconds(5));
     [[nodiscard]] bool connected() const;
 
-    // Subscribe and remember the filter; renewed after every reconnect.
+    // Subscribe and remember the filter; renewed after every reconnect. When not connected the
+    // filter is still remembered (and subscribed on the next connect) but an error is returned.
+    // A filter the broker refuses (reason code >= 0x80) is forgotten. Note: Mosquitto 2.0.11
+    // grants a subscription the ACL does not allow reading and filters at delivery instead.
     [[nodiscard]] Expected<void> subscribe(const std::string& filter, int qos = 1,
                                            std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
     // Publish and wait for the broker's acknowledgement (QoS 1: PUBACK; QoS 0: sent).
+    // A refusal (e.g. 0x87 Not authorized for an ACL-denied topic) is mqtt_publish_failed.
+    // While reconnecting the message is buffered and waited for; ErrorCode::timeout then means
+    // "not acknowledged yet", and the message may still be delivered later.
     [[nodiscard]] Expected<void> publish(const std::string& topic, const std::string& payload,
                                          int qos = 1, bool retain = false,
                                          std::chrono::milliseconds timeout = std::chrono::seconds(10));
     // Publish without waiting; delivery is retried by paho across reconnects within the session.
+    // A refusal in the PUBACK is not reported. At most Options::max_buffered may be outstanding.
+    // paho C 1.3.12 stalls when more QoS 1 publishes are outstanding than the broker's Receive
+    // Maximum (Mosquitto's max_inflight_messages): beyond it about one window per second.
     [[nodiscard]] Expected<void> publish_async(const std::string& topic, const std::string& payload,
                                                int qos = 1, bool retain = false);
 
