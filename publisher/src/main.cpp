@@ -68,7 +68,7 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     pub->add_flag("--rollback", rq.rollback, "Signed rollback: may be installed over a newer version");
     pub->add_option("--copy-to", copy_to, "Also copy the artifact under DIR at the URL's path");
-    pub->add_flag("--dry-run", dry_run, "Print the signed envelope instead of publishing it");
+    pub->add_flag("--dry-run", dry_run, "Print the signed envelope instead of publishing it (--copy-to still copies)");
 
     // keygen
     std::string out_prefix;
@@ -129,15 +129,18 @@ int main(int argc, char** argv) {
     auto manifest = ota::publisher::build_manifest(rq, ota::now_utc());
     if (!manifest) return failed(manifest.error());
     const auto envelope = ota::make_envelope(*manifest, *key);
-    if (dry_run) {
-        std::printf("%s\n", nlohmann::ordered_json::parse(envelope).dump(2).c_str());
-        return 0;
-    }
-    if (mq.broker.empty()) return failed({ota::ErrorCode::config_invalid, "--broker is required unless --dry-run"});
+    if (!dry_run && mq.broker.empty())
+        return failed({ota::ErrorCode::config_invalid, "--broker is required unless --dry-run"});
+    // The artifact is in place before any device can learn of the release (also with --dry-run,
+    // which only leaves out the publish).
     if (!copy_to.empty()) {
         auto dest = ota::publisher::copy_destination(copy_to, rq.url);
         if (!dest) return failed(dest.error());
         if (auto c = ota::copy_file_atomic(rq.artifact, *dest); !c) return failed(c.error());
+    }
+    if (dry_run) {
+        std::printf("%s\n", nlohmann::ordered_json::parse(envelope).dump(2).c_str());
+        return 0;
     }
     mq.connect_timeout = std::chrono::seconds(timeout_s);
     const auto topic = ota::Topics(prefix).release(rq.component, rq.channel);

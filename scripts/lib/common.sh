@@ -9,7 +9,10 @@ OTA_PACKAGES=(
   g++ cmake make pkg-config git ca-certificates openssl curl
   libssl-dev libpaho-mqttpp-dev libpaho-mqtt-dev nlohmann-json3-dev libcurl4-openssl-dev
   libsqlitecpp-dev libsqlite3-dev libspdlog-dev libfmt-dev libcli11-dev libgtest-dev libgmock-dev
+  libarchive-dev
   mosquitto mosquitto-clients nginx-light
+  # container tests (label `container`): rootful Podman serving the Docker API, docker-compose v1
+  podman runc buildah busybox-static docker-compose docker.io
 )
 
 ota_log() { printf '[%s] %s\n' "$(basename "$0")" "$*" >&2; }

@@ -20,6 +20,17 @@ std::string_view to_string(ErrorCode code) noexcept {
         case ErrorCode::mqtt_connect_failed: return "mqtt_connect_failed";
         case ErrorCode::mqtt_publish_failed: return "mqtt_publish_failed";
         case ErrorCode::mqtt_subscribe_failed: return "mqtt_subscribe_failed";
+        case ErrorCode::download_failed: return "download_failed";
+        case ErrorCode::download_stalled: return "download_stalled";
+        case ErrorCode::disk_full: return "disk_full";
+        case ErrorCode::decrypt_failed: return "decrypt_failed";
+        case ErrorCode::archive_unsafe: return "archive_unsafe";
+        case ErrorCode::install_failed: return "install_failed";
+        case ErrorCode::health_check_failed: return "health_check_failed";
+        case ErrorCode::platform_incompatible: return "platform_incompatible";
+        case ErrorCode::agent_too_old: return "agent_too_old";
+        case ErrorCode::version_not_newer: return "version_not_newer";
+        case ErrorCode::crash_loop: return "crash_loop";
         case ErrorCode::timeout: return "timeout";
         case ErrorCode::internal: return "internal";
     }

@@ -212,6 +212,7 @@ struct Client::Impl {
     Expected<void> connect();
     Expected<void> disconnect(std::chrono::milliseconds timeout);
     Expected<void> subscribe(const std::string& filter, int qos, std::chrono::milliseconds timeout);
+    Expected<void> unsubscribe(const std::string& filter, std::chrono::milliseconds timeout);
     Expected<void> publish(const std::string& topic, const std::string& payload, int qos, bool retain,
                            std::chrono::milliseconds timeout);
     Expected<void> publish_async(const std::string& topic, const std::string& payload, int qos,
@@ -698,6 +699,28 @@ Expected<void> Client::Impl::subscribe(const std::string& filter, int qos, std::
     }
 }
 
+Expected<void> Client::Impl::unsubscribe(const std::string& filter, std::chrono::milliseconds timeout) {
+    const std::string what = "unsubscribing from '" + filter + "' on " + where;
+    {
+        std::lock_guard lock(mu);
+        std::erase_if(subscriptions, [&](const auto& s) { return s.first == filter; });
+    }
+    if (init_error) return fail(ErrorCode::mqtt_subscribe_failed, what + ": " + init_error->message);
+    try {
+        // Offline, forgetting the filter is enough: a clean reconnect will not renew it, and a
+        // resumed session is cleaned up by the next unsubscribe call.
+        if (!cli->is_connected()) return {};
+        auto token = cli->unsubscribe(filter);
+        if (!wait_token(token, timeout))
+            return fail(ErrorCode::timeout, what + ": no UNSUBACK within " + ms_text(timeout));
+        return {};
+    } catch (const paho::exception& e) {
+        return fail(ErrorCode::mqtt_subscribe_failed, what + ": " + operation_cause(e));
+    } catch (const std::exception& e) {
+        return fail(ErrorCode::mqtt_subscribe_failed, what + ": " + e.what());
+    }
+}
+
 Expected<void> Client::Impl::publish(const std::string& topic, const std::string& payload, int qos, bool retain,
                                      std::chrono::milliseconds timeout) {
     const std::string what = "publishing to '" + topic + "' on " + where;
@@ -766,6 +789,10 @@ bool Client::connected() const {
 
 Expected<void> Client::subscribe(const std::string& filter, int qos, std::chrono::milliseconds timeout) {
     return impl_->subscribe(filter, qos, timeout);
+}
+
+Expected<void> Client::unsubscribe(const std::string& filter, std::chrono::milliseconds timeout) {
+    return impl_->unsubscribe(filter, timeout);
 }
 
 Expected<void> Client::publish(const std::string& topic, const std::string& payload, int qos, bool retain,

@@ -495,7 +495,8 @@ void Broker::restart() {
 
 // ---- ArtifactServer ---------------------------------------------------------------------------
 
-ArtifactServer::ArtifactServer(const Pki& pki) : pki_(pki), dir_("ota-nginx"), root_(dir_ / "root") {
+ArtifactServer::ArtifactServer(const Pki& pki, const Options& options)
+    : pki_(pki), dir_("ota-nginx"), root_(dir_ / "root") {
     fs::create_directories(root_);
     fs::create_directories(dir_ / "tmp");
     const auto conf = dir_ / "nginx.conf";
@@ -504,10 +505,14 @@ ArtifactServer::ArtifactServer(const Pki& pki) : pki_(pki), dir_("ota-nginx"), r
     for (int attempt = 1;; ++attempt) {
         port_ = free_port();
         // The config comes from the same script the demo uses.
-        auto rendered = run({(source_dir() / "scripts" / "render-nginx-config").string(), "--port", std::to_string(port_),
-                             "--cert", pki_.cert("artifacts").string(), "--key", pki_.key("artifacts").string(),
-                             "--root", root_.string(), "--prefix", dir_.path().string(), "--error-log", "stderr"},
-                            10s);
+        std::vector<std::string> argv{(source_dir() / "scripts" / "render-nginx-config").string(), "--port",
+                                      std::to_string(port_), "--cert", pki_.cert("artifacts").string(), "--key",
+                                      pki_.key("artifacts").string(), "--root", root_.string(), "--prefix",
+                                      dir_.path().string(), "--error-log", "stderr"};
+        for (const auto& d : options.http) argv.insert(argv.end(), {"--http", d});
+        for (const auto& d : options.server) argv.insert(argv.end(), {"--server", d});
+        for (const auto& [prefix, d] : options.locations) argv.insert(argv.end(), {"--location", prefix, d});
+        auto rendered = run(argv, 10s);
         if (rendered.exit_code != 0) fail("scripts/render-nginx-config failed: " + rendered.err);
         write_file(conf, rendered.out);
         std::error_code ec;
@@ -537,6 +542,8 @@ std::string ArtifactServer::url(std::string_view path) const {
 }
 
 std::string ArtifactServer::log() const { return read_file_or_empty(dir_ / "nginx.log"); }
+
+std::string ArtifactServer::access_log() const { return read_file_or_empty(dir_ / "access.log"); }
 
 // ---- mosquitto clients ------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace ota::testkit {
@@ -130,7 +131,16 @@ private:
 // loopback port, with Range requests, ETag and If-Range as nginx does them.
 class ArtifactServer {
 public:
-    explicit ArtifactServer(const Pki& pki);
+    // Variants of the server for tests, as raw nginx directives (scripts/render-nginx-config).
+    struct Options {
+        std::vector<std::string> http;    // in the http block, e.g. a `map`
+        std::vector<std::string> server;  // in the server block, e.g. "ssl_verify_client on;"
+        // location prefix -> its directives, e.g. {"/norange/", "max_ranges 0;"} (files under
+        // root()/norange/ are then served without Range support)
+        std::vector<std::pair<std::string, std::string>> locations;
+    };
+    explicit ArtifactServer(const Pki& pki) : ArtifactServer(pki, Options{}) {}
+    ArtifactServer(const Pki& pki, const Options& options);
     ~ArtifactServer();
     ArtifactServer(const ArtifactServer&) = delete;
     ArtifactServer& operator=(const ArtifactServer&) = delete;
@@ -138,6 +148,8 @@ public:
     [[nodiscard]] const fs::path& root() const { return root_; }
     [[nodiscard]] std::string url(std::string_view path) const;  // "https://127.0.0.1:<port>/<path>"
     [[nodiscard]] std::string log() const;
+    // nginx's access log (one line per request: "... \"GET /path HTTP/1.1\" status bytes ...").
+    [[nodiscard]] std::string access_log() const;
 
 private:
     const Pki& pki_;

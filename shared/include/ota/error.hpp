@@ -27,6 +27,17 @@ enum class ErrorCode {
     mqtt_connect_failed,  // broker unreachable, TLS failure, or refused connection
     mqtt_publish_failed,  // a publish was not acknowledged or was refused
     mqtt_subscribe_failed,
+    download_failed,      // HTTP error, TLS failure, connection lost (after retries)
+    download_stalled,     // the transfer fell below the low-speed limit or passed its deadline
+    disk_full,            // no space left while writing (ENOSPC/EDQUOT)
+    decrypt_failed,       // AES-256-GCM authentication failed or no key for the key id
+    archive_unsafe,       // an archive entry with an absolute path, '..' or an escaping link
+    install_failed,       // an install step failed (the message names the step and command)
+    health_check_failed,  // the component did not become healthy after the install
+    platform_incompatible,// the manifest does not list this device's platform
+    agent_too_old,        // the manifest needs a newer agent
+    version_not_newer,    // downgrade or replay of an older/equal release
+    crash_loop,           // the agent restarted too often in the same step and gave up
     timeout,
     internal,
 };

@@ -92,6 +92,10 @@ public:
     [[nodiscard]] Expected<void> subscribe(const std::string& filter, int qos = 1,
                                            std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
+    // Forget a filter (no longer renewed on reconnect) and unsubscribe if connected.
+    [[nodiscard]] Expected<void> unsubscribe(const std::string& filter,
+                                             std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
     // Publish and wait for the broker's acknowledgement (QoS 1: PUBACK; QoS 0: sent).
     // A refusal (e.g. 0x87 Not authorized for an ACL-denied topic) is mqtt_publish_failed.
     // While reconnecting the message is buffered and waited for; ErrorCode::timeout then means

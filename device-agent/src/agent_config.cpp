@@ -1,0 +1,200 @@
+#include "agent_config.hpp"
+
+#include <sys/utsname.h>
+
+#include "ota/json.hpp"
+#include "ota/topics.hpp"
+
+namespace ota::agent {
+namespace {
+
+constexpr auto code = ErrorCode::config_invalid;
+
+std::chrono::seconds seconds_or(ObjectReader& r, std::string_view key, std::chrono::seconds fallback) {
+    const auto v = r.opt_u64(key);
+    return v ? std::chrono::seconds(static_cast<std::int64_t>(*v)) : fallback;
+}
+
+std::optional<HealthCheck> read_health(ObjectReader& parent) {
+    const auto* obj = parent.object("health", false);
+    if (!obj) return std::nullopt;
+    ObjectReader r(*obj, parent.path_of("health"), code);
+    HealthCheck h;
+    h.command = r.str_list("command", false);
+    h.url = r.opt_str("url").value_or("");
+    h.cafile = r.opt_str("cafile").value_or("");
+    if (auto t = r.opt_u64("timeout_ms")) h.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(*t));
+    if (auto n = r.opt_u64("retries")) h.retries = static_cast<int>(*n);
+    if (auto i = r.opt_u64("interval_ms")) h.interval = std::chrono::milliseconds(static_cast<std::int64_t>(*i));
+    r.reject_unknown();
+    if (r.ok() && h.command.empty() == h.url.empty()) r.fail("command", "give exactly one of command or url");
+    if (!r.ok()) {
+        parent.fail("health", r.error()->message.substr(parent.path_of("health").size() + 1));
+        return std::nullopt;
+    }
+    return h;
+}
+
+VersionSource read_source(ObjectReader& parent) {
+    VersionSource s;
+    const auto* obj = parent.object("version_source", false);
+    if (!obj) return s;
+    ObjectReader r(*obj, parent.path_of("version_source"), code);
+    const auto type = r.str("type");
+    if (type == "files") {
+        s.type = VersionSource::Type::files;
+        s.dir = r.str("dir");
+        s.pattern = r.str("pattern");
+    } else if (type == "version_file") {
+        s.type = VersionSource::Type::version_file;
+        s.path = r.str("path");
+        s.field = r.opt_str("field").value_or("version");
+    } else if (type == "agent") {
+        s.type = VersionSource::Type::agent;
+    } else if (r.ok()) {
+        r.fail("type", "\"" + type + "\" is not files, version_file or agent");
+    }
+    r.reject_unknown();
+    if (!r.ok()) parent.fail("version_source", r.error()->message.substr(parent.path_of("version_source").size() + 1));
+    return s;
+}
+
+}  // namespace
+
+std::string detect_platform() {
+    struct utsname u {};
+    ::uname(&u);
+    const std::string m = u.machine;
+    if (m == "x86_64") return "linux/amd64";
+    if (m == "aarch64" || m == "arm64") return "linux/arm64";
+    if (m.starts_with("armv7")) return "linux/arm/v7";
+    return "linux/" + m;
+}
+
+Expected<AgentConfig> parse_agent_config(const nlohmann::json& json) {
+    ObjectReader r(json, "agent", code);
+    AgentConfig c;
+    c.device_id = r.str("device_id");
+    if (r.ok() && !is_valid_segment(c.device_id))
+        r.fail("device_id", "\"" + c.device_id + "\" is not a valid name (1-64 of A-Z a-z 0-9 . _ -)");
+    c.fleet_hint = r.opt_str("fleet").value_or("");
+    c.platform = r.opt_str("platform").value_or(detect_platform());
+    if (const auto* labels = r.object("labels", false)) {
+        for (const auto& [k, v] : labels->items()) {
+            if (!v.is_string()) r.fail("labels." + k, "expected a string");
+            else c.labels[k] = v.get<std::string>();
+        }
+    }
+    if (const auto* m = r.object("mqtt", true)) {
+        ObjectReader mr(*m, "agent.mqtt", code);
+        c.broker = mr.str("broker");
+        c.cafile = mr.str("cafile");
+        c.certfile = mr.str("cert");
+        c.keyfile = mr.str("key");
+        c.keepalive = seconds_or(mr, "keepalive_s", c.keepalive);
+        c.session_expiry = seconds_or(mr, "session_expiry_s", c.session_expiry);
+        c.topic_prefix = mr.opt_str("topic_prefix").value_or(c.topic_prefix);
+        mr.reject_unknown();
+        if (!mr.ok()) return std::unexpected(*mr.error());
+    }
+    c.trusted_keys = r.str("trusted_keys");
+    c.state_dir = r.opt_str("state_dir").value_or(c.state_dir.string());
+    c.binary_path = r.opt_str("binary_path").value_or("");
+    if (const auto* d = r.object("download", false)) {
+        ObjectReader dr(*d, "agent.download", code);
+        c.download_cafile = dr.opt_str("cafile").value_or("");
+        c.low_speed_limit = dr.opt_u64("low_speed_limit").value_or(c.low_speed_limit);
+        c.low_speed_time = seconds_or(dr, "low_speed_time_s", c.low_speed_time);
+        c.download_deadline = seconds_or(dr, "deadline_s", c.download_deadline);
+        if (auto a = dr.opt_u64("attempts")) c.download_attempts = static_cast<int>(*a);
+        dr.reject_unknown();
+        if (!dr.ok()) return std::unexpected(*dr.error());
+    }
+    c.auto_update = r.boolean("auto_update", true);
+    c.inventory_interval = seconds_or(r, "inventory_interval_s", c.inventory_interval);
+    if (auto n = r.opt_u64("max_step_restarts")) c.max_step_restarts = static_cast<int>(*n);
+    if (const auto* comps = r.object("components", false)) {
+        for (const auto& [name, value] : comps->items()) {
+            if (!is_valid_segment(name)) {
+                r.fail("components." + name, "is not a valid component name");
+                break;
+            }
+            ObjectReader cr(value, "agent.components." + name, code);
+            ComponentSettings s;
+            s.install.name = name;
+            s.install.compose_file = cr.opt_str("compose_file").value_or("");
+            s.install.compose_command = cr.opt_str("compose_command").value_or(s.install.compose_command);
+            s.install.docker_command = cr.opt_str("docker_command").value_or(s.install.docker_command);
+            s.install.decrypt_keys_dir = cr.opt_str("decrypt_keys_dir").value_or("");
+            if (auto k = cr.opt_u64("keep_previous")) s.install.keep_previous = static_cast<int>(*k);
+            s.source = read_source(cr);
+            s.health = read_health(cr);
+            cr.reject_unknown();
+            if (!cr.ok()) return std::unexpected(*cr.error());
+            c.components.emplace(name, std::move(s));
+        }
+    }
+    if (const auto* l = r.object("log", false)) {
+        ObjectReader lr(*l, "agent.log", code);
+        c.log_format = lr.opt_str("format").value_or(c.log_format);
+        c.log_level = lr.opt_str("level").value_or(c.log_level);
+        lr.reject_unknown();
+        if (!lr.ok()) return std::unexpected(*lr.error());
+    }
+    r.reject_unknown();
+    if (!r.ok()) return std::unexpected(*r.error());
+    return c;
+}
+
+nlohmann::ordered_json AgentConfig::to_json() const {
+    nlohmann::ordered_json j;
+    j["device_id"] = device_id;
+    if (!fleet_hint.empty()) j["fleet"] = fleet_hint;
+    j["platform"] = platform;
+    j["labels"] = labels;
+    j["mqtt"] = {{"broker", broker}, {"cafile", cafile}, {"cert", certfile}, {"key", keyfile},
+                 {"keepalive_s", keepalive.count()}, {"session_expiry_s", session_expiry.count()},
+                 {"topic_prefix", topic_prefix}};
+    j["trusted_keys"] = trusted_keys.string();
+    j["state_dir"] = state_dir.string();
+    if (!binary_path.empty()) j["binary_path"] = binary_path.string();
+    j["download"] = {{"cafile", download_cafile}, {"low_speed_limit", low_speed_limit},
+                     {"low_speed_time_s", low_speed_time.count()}, {"deadline_s", download_deadline.count()},
+                     {"attempts", download_attempts}};
+    j["auto_update"] = auto_update;
+    j["inventory_interval_s"] = inventory_interval.count();
+    j["max_step_restarts"] = max_step_restarts;
+    auto& comps = j["components"] = nlohmann::ordered_json::object();
+    for (const auto& [name, s] : components) {
+        nlohmann::ordered_json c;
+        if (!s.install.compose_file.empty()) c["compose_file"] = s.install.compose_file.string();
+        c["compose_command"] = s.install.compose_command;
+        c["docker_command"] = s.install.docker_command;
+        if (!s.install.decrypt_keys_dir.empty()) c["decrypt_keys_dir"] = s.install.decrypt_keys_dir.string();
+        c["keep_previous"] = s.install.keep_previous;
+        switch (s.source.type) {
+            case VersionSource::Type::files:
+                c["version_source"] = {{"type", "files"}, {"dir", s.source.dir.string()}, {"pattern", s.source.pattern}};
+                break;
+            case VersionSource::Type::version_file:
+                c["version_source"] = {{"type", "version_file"}, {"path", s.source.path.string()}, {"field", s.source.field}};
+                break;
+            case VersionSource::Type::agent: c["version_source"] = {{"type", "agent"}}; break;
+            case VersionSource::Type::none: break;
+        }
+        if (s.health) {
+            nlohmann::ordered_json h;
+            if (!s.health->command.empty()) h["command"] = s.health->command;
+            if (!s.health->url.empty()) h["url"] = s.health->url;
+            h["timeout_ms"] = s.health->timeout.count();
+            h["retries"] = s.health->retries;
+            h["interval_ms"] = s.health->interval.count();
+            c["health"] = h;
+        }
+        comps[name] = c;
+    }
+    j["log"] = {{"format", log_format}, {"level", log_level}};
+    return j;
+}
+
+}  // namespace ota::agent

@@ -1,0 +1,77 @@
+// The agent's configuration (docs/agent.md, "Configuration"): a JSON file, conf.d fragments,
+// OTA_AGENT_* environment variables, then flags (see ota/config.hpp for the layering).
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "install/health.hpp"
+#include "install/installer.hpp"
+#include "ota/error.hpp"
+
+namespace ota::agent {
+
+// Where the installed version of a component is read from (for inventory and "is it newer").
+struct VersionSource {
+    enum class Type { none, files, version_file, agent };
+    Type type{Type::none};
+    std::filesystem::path dir;   // files: the directory to scan
+    std::string pattern;         // files: regex over file names; capture group 1 is the version
+    std::filesystem::path path;  // version_file: a JSON file
+    std::string field{"version"};  // version_file: the field holding the version
+};
+
+struct ComponentSettings {
+    ComponentConfig install;
+    VersionSource source;
+    std::optional<HealthCheck> health;
+};
+
+struct AgentConfig {
+    std::string device_id;
+    std::string fleet_hint;  // informational: the controller assigns the fleet and wave
+    std::string platform;    // e.g. linux/arm64; default: detected
+    std::map<std::string, std::string> labels;
+
+    std::string broker;
+    std::string cafile, certfile, keyfile;
+    std::chrono::seconds keepalive{30};
+    std::chrono::seconds session_expiry{std::chrono::hours(24 * 7)};
+    std::string topic_prefix{"ota/v1"};
+
+    std::filesystem::path trusted_keys;  // a public key file or a directory of them
+    std::filesystem::path state_dir{"/var/lib/ota-agent"};
+    std::filesystem::path binary_path;   // the agent's own binary (self-update); default: /proc/self/exe
+
+    // Downloads
+    std::string download_cafile;  // CA for the artifact server (default: the system store)
+    std::uint64_t low_speed_limit{1024};
+    std::chrono::seconds low_speed_time{30};
+    std::chrono::seconds download_deadline{3600};
+    int download_attempts{5};
+
+    bool auto_update{true};
+    std::chrono::seconds inventory_interval{300};
+    int max_step_restarts{3};  // restarts in the same journal step before giving up
+
+    std::map<std::string, ComponentSettings> components;
+
+    std::string log_format{"plain"};
+    std::string log_level{"info"};
+
+    [[nodiscard]] nlohmann::ordered_json to_json() const;
+};
+
+// config_invalid errors name the field path ("agent.components.model.health.timeout_ms: ...").
+[[nodiscard]] Expected<AgentConfig> parse_agent_config(const nlohmann::json& json);
+
+// "linux/<arch>" of this machine, in Docker's platform names (amd64, arm64, arm/v7).
+[[nodiscard]] std::string detect_platform();
+
+}  // namespace ota::agent

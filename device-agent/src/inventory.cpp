@@ -1,0 +1,64 @@
+#include "inventory.hpp"
+
+#include <regex>
+
+#include "ota/build_info.hpp"
+#include "ota/files.hpp"
+#include "ota/version.hpp"
+
+namespace ota::agent {
+
+std::optional<std::string> newest_in_dir(const std::filesystem::path& dir, const std::string& pattern) {
+    std::error_code ec;
+    std::optional<Version> best;
+    std::regex re;
+    try {
+        re = std::regex(pattern);
+    } catch (const std::regex_error&) {
+        return std::nullopt;
+    }
+    for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+        std::smatch m;
+        const auto name = e.path().filename().string();
+        if (name.starts_with(".") || !std::regex_match(name, m, re) || m.size() < 2) continue;
+        auto v = Version::parse(m[1].str());
+        if (!v) continue;
+        if (!best) {
+            best = *v;
+            continue;
+        }
+        auto newer = is_newer(*v, *best);
+        if (newer && *newer) best = *v;
+    }
+    if (!best) return std::nullopt;
+    return best->text();
+}
+
+std::optional<std::string> Inventory::version(const std::string& component, const std::optional<std::string>& recorded) {
+    const auto it = config_.components.find(component);
+    if (it == config_.components.end()) return recorded;
+    const auto& src = it->second.source;
+    std::error_code ec;
+    switch (src.type) {
+        case VersionSource::Type::none: return recorded;
+        case VersionSource::Type::agent: return std::string(build::version);
+        case VersionSource::Type::files: {
+            const auto stamp = std::filesystem::last_write_time(src.dir, ec);
+            auto c = cache_.find(component);
+            if (c != cache_.end() && !ec && c->second.stamp == stamp) return c->second.version;
+            auto v = newest_in_dir(src.dir, src.pattern);
+            cache_[component] = {v, ec ? std::filesystem::file_time_type{} : stamp};
+            return v;
+        }
+        case VersionSource::Type::version_file: {
+            auto text = read_file(src.path, 1 << 20);
+            if (!text) return recorded;
+            auto j = nlohmann::json::parse(*text, nullptr, false);
+            if (j.is_discarded() || !j.is_object() || !j.contains(src.field) || !j[src.field].is_string()) return recorded;
+            return j[src.field].get<std::string>();
+        }
+    }
+    return recorded;
+}
+
+}  // namespace ota::agent

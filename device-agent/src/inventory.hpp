@@ -1,0 +1,36 @@
+// Installed versions per component, read from each component's version source
+// (docs/agent.md, "Inventory"). Results are cached; the cache is dropped when a scanned
+// directory's modification time changes or after an install (invalidate()).
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "agent_config.hpp"
+
+namespace ota::agent {
+
+class Inventory {
+public:
+    explicit Inventory(const AgentConfig& config) : config_(config) {}
+    // The installed version of `component`, or nullopt when unknown. `recorded` is what the
+    // agent itself last installed (used when the component has no version source).
+    [[nodiscard]] std::optional<std::string> version(const std::string& component,
+                                                     const std::optional<std::string>& recorded);
+    void invalidate() { cache_.clear(); }
+
+private:
+    struct Cached {
+        std::optional<std::string> version;
+        std::filesystem::file_time_type stamp;
+    };
+    const AgentConfig& config_;
+    std::map<std::string, Cached> cache_;
+};
+
+// files source: the newest version among file names in `dir` matching `pattern` (group 1).
+[[nodiscard]] std::optional<std::string> newest_in_dir(const std::filesystem::path& dir, const std::string& pattern);
+
+}  // namespace ota::agent

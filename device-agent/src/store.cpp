@@ -1,0 +1,247 @@
+#include "store.hpp"
+
+#include <SQLiteCpp/SQLiteCpp.h>
+#include <sqlite3.h>
+
+#include <mutex>
+
+#include "ota/time.hpp"
+
+namespace ota::agent {
+namespace {
+
+// Numbered migrations: migration N brings user_version from N-1 to N. Never edit one that has
+// shipped; add the next.
+const char* const migrations[] = {
+    // 1
+    "CREATE TABLE journal (component TEXT PRIMARY KEY, entry TEXT NOT NULL);"
+    "CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload TEXT NOT NULL,"
+    "                     retain INTEGER NOT NULL);"
+    "CREATE TABLE applied (component TEXT NOT NULL, version TEXT NOT NULL, sha256 TEXT NOT NULL,"
+    "                      result TEXT NOT NULL, ts TEXT NOT NULL, PRIMARY KEY (component, version, sha256));"
+    "CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+};
+
+}  // namespace
+
+struct Store::Impl {
+    std::filesystem::path file;
+    SQLite::Database db;
+    std::mutex mu;
+    explicit Impl(const std::filesystem::path& f)
+        : file(f), db(f.string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_FULLMUTEX) {}
+
+    template <typename F>
+    auto guarded(const char* what, F&& f) -> Expected<decltype(f())> {
+        std::lock_guard lock(mu);
+        try {
+            if constexpr (std::is_void_v<decltype(f())>) {
+                f();
+                return {};
+            } else {
+                return f();
+            }
+        } catch (const SQLite::Exception& e) {
+            const bool full = e.getErrorCode() == SQLITE_FULL;
+            return fail(full ? ErrorCode::disk_full : ErrorCode::io_error,
+                        "agent state " + file.string() + ": " + what + ": " + e.what());
+        }
+    }
+};
+
+Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Store::~Store() = default;
+
+Expected<std::unique_ptr<Store>> Store::open(const std::filesystem::path& file) {
+    try {
+        std::error_code ec;
+        std::filesystem::create_directories(file.parent_path(), ec);
+        auto impl = std::make_unique<Impl>(file);
+        impl->db.exec("PRAGMA journal_mode=WAL");
+        impl->db.exec("PRAGMA synchronous=FULL");
+        impl->db.exec("PRAGMA busy_timeout=5000");
+        const int have = impl->db.execAndGet("PRAGMA user_version").getInt();
+        const int want = static_cast<int>(std::size(migrations));
+        if (have > want)
+            return fail(ErrorCode::io_error, "agent state " + file.string() + ": schema version " + std::to_string(have) +
+                                                 " is newer than this agent knows (" + std::to_string(want) + ")");
+        for (int v = have; v < want; ++v) {
+            SQLite::Transaction tx(impl->db);
+            impl->db.exec(migrations[v]);
+            impl->db.exec("PRAGMA user_version=" + std::to_string(v + 1));
+            tx.commit();
+        }
+        return std::unique_ptr<Store>(new Store(std::move(impl)));
+    } catch (const SQLite::Exception& e) {
+        return fail(ErrorCode::io_error, "agent state " + file.string() + ": " + e.what());
+    }
+}
+
+Expected<std::optional<nlohmann::json>> Store::journal(const std::string& component) {
+    return impl_->guarded("reading the journal", [&]() -> std::optional<nlohmann::json> {
+        SQLite::Statement q(impl_->db, "SELECT entry FROM journal WHERE component = ?");
+        q.bind(1, component);
+        if (!q.executeStep()) return std::nullopt;
+        auto j = nlohmann::json::parse(q.getColumn(0).getString(), nullptr, false);
+        if (j.is_discarded()) return std::nullopt;
+        return j;
+    });
+}
+
+Expected<std::vector<std::string>> Store::journal_components() {
+    return impl_->guarded("listing the journal", [&] {
+        std::vector<std::string> out;
+        SQLite::Statement q(impl_->db, "SELECT component FROM journal ORDER BY component");
+        while (q.executeStep()) out.push_back(q.getColumn(0).getString());
+        return out;
+    });
+}
+
+Expected<void> Store::put_journal(const std::string& component, const nlohmann::json& entry) {
+    return impl_->guarded("writing the journal", [&] {
+        SQLite::Statement q(impl_->db, "INSERT INTO journal (component, entry) VALUES (?, ?) "
+                                       "ON CONFLICT(component) DO UPDATE SET entry = excluded.entry");
+        q.bind(1, component);
+        q.bind(2, entry.dump());
+        q.exec();
+    });
+}
+
+Expected<void> Store::clear_journal(const std::string& component) {
+    return impl_->guarded("clearing the journal", [&] {
+        SQLite::Statement q(impl_->db, "DELETE FROM journal WHERE component = ?");
+        q.bind(1, component);
+        q.exec();
+    });
+}
+
+Expected<std::uint64_t> Store::next_seq() {
+    return impl_->guarded("advancing the status sequence", [&] {
+        SQLite::Transaction tx(impl_->db);
+        SQLite::Statement q(impl_->db, "SELECT value FROM kv WHERE key = 'seq'");
+        std::uint64_t seq = 1;
+        if (q.executeStep()) seq = std::stoull(q.getColumn(0).getString()) + 1;
+        SQLite::Statement u(impl_->db, "INSERT INTO kv (key, value) VALUES ('seq', ?) "
+                                       "ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+        u.bind(1, std::to_string(seq));
+        u.exec();
+        tx.commit();
+        return seq;
+    });
+}
+
+Expected<std::int64_t> Store::enqueue(const std::string& topic, const std::string& payload, bool retain) {
+    return impl_->guarded("queueing a status report", [&] {
+        SQLite::Statement q(impl_->db, "INSERT INTO outbox (topic, payload, retain) VALUES (?, ?, ?)");
+        q.bind(1, topic);
+        q.bind(2, payload);
+        q.bind(3, retain ? 1 : 0);
+        q.exec();
+        return impl_->db.getLastInsertRowid();
+    });
+}
+
+Expected<std::vector<OutboxItem>> Store::pending(int limit) {
+    return impl_->guarded("reading the outbox", [&] {
+        std::vector<OutboxItem> out;
+        SQLite::Statement q(impl_->db, "SELECT id, topic, payload, retain FROM outbox ORDER BY id LIMIT ?");
+        q.bind(1, limit);
+        while (q.executeStep())
+            out.push_back({q.getColumn(0).getInt64(), q.getColumn(1).getString(), q.getColumn(2).getString(),
+                           q.getColumn(3).getInt() != 0});
+        return out;
+    });
+}
+
+Expected<void> Store::remove(std::int64_t id) {
+    return impl_->guarded("removing a sent report", [&] {
+        SQLite::Statement q(impl_->db, "DELETE FROM outbox WHERE id = ?");
+        q.bind(1, id);
+        q.exec();
+    });
+}
+
+Expected<bool> Store::applied(const std::string& component, const std::string& version, const std::string& sha256) {
+    return impl_->guarded("reading applied releases", [&] {
+        SQLite::Statement q(impl_->db, "SELECT 1 FROM applied WHERE component = ? AND version = ? AND sha256 = ?");
+        q.bind(1, component);
+        q.bind(2, version);
+        q.bind(3, sha256);
+        return q.executeStep();
+    });
+}
+
+Expected<void> Store::mark_applied(const std::string& component, const std::string& version, const std::string& sha256,
+                                   const std::string& result) {
+    return impl_->guarded("recording an applied release", [&] {
+        SQLite::Statement q(impl_->db, "INSERT OR REPLACE INTO applied (component, version, sha256, result, ts) "
+                                       "VALUES (?, ?, ?, ?, ?)");
+        q.bind(1, component);
+        q.bind(2, version);
+        q.bind(3, sha256);
+        q.bind(4, result);
+        q.bind(5, format_utc(now_utc()));
+        q.exec();
+    });
+}
+
+Expected<void> Store::complete(const std::string& component, const OutboxItem& report, const std::string& version,
+                               const std::string& sha256, const std::string& result,
+                               const std::optional<std::string>& installed_version) {
+    return impl_->guarded("completing an update", [&] {
+        SQLite::Transaction tx(impl_->db);
+        SQLite::Statement o(impl_->db, "INSERT INTO outbox (topic, payload, retain) VALUES (?, ?, ?)");
+        o.bind(1, report.topic);
+        o.bind(2, report.payload);
+        o.bind(3, report.retain ? 1 : 0);
+        o.exec();
+        SQLite::Statement a(impl_->db, "INSERT OR REPLACE INTO applied (component, version, sha256, result, ts) "
+                                       "VALUES (?, ?, ?, ?, ?)");
+        a.bind(1, component);
+        a.bind(2, version);
+        a.bind(3, sha256);
+        a.bind(4, result);
+        a.bind(5, format_utc(now_utc()));
+        a.exec();
+        if (installed_version) {
+            SQLite::Statement k(impl_->db, "INSERT INTO kv (key, value) VALUES (?, ?) "
+                                           "ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+            k.bind(1, "installed/" + component);
+            k.bind(2, *installed_version);
+            k.exec();
+        }
+        SQLite::Statement j(impl_->db, "DELETE FROM journal WHERE component = ?");
+        j.bind(1, component);
+        j.exec();
+        tx.commit();
+    });
+}
+
+Expected<void> Store::forget_applied(const std::string& component) {
+    return impl_->guarded("forgetting applied releases", [&] {
+        SQLite::Statement q(impl_->db, "DELETE FROM applied WHERE component = ?");
+        q.bind(1, component);
+        q.exec();
+    });
+}
+
+Expected<std::optional<std::string>> Store::get(const std::string& key) {
+    return impl_->guarded("reading a value", [&]() -> std::optional<std::string> {
+        SQLite::Statement q(impl_->db, "SELECT value FROM kv WHERE key = ?");
+        q.bind(1, key);
+        if (!q.executeStep()) return std::nullopt;
+        return q.getColumn(0).getString();
+    });
+}
+
+Expected<void> Store::put(const std::string& key, const std::string& value) {
+    return impl_->guarded("writing a value", [&] {
+        SQLite::Statement q(impl_->db, "INSERT INTO kv (key, value) VALUES (?, ?) "
+                                       "ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+        q.bind(1, key);
+        q.bind(2, value);
+        q.exec();
+    });
+}
+
+}  // namespace ota::agent

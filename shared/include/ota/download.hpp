@@ -1,0 +1,81 @@
+// Resumable HTTPS downloads (libcurl behind this header).
+//
+// The artifact is written to `<dest>.part`, with a sidecar `<dest>.part.json` recording the URL,
+// the expected SHA-256 and size, and the server's ETag / Last-Modified. A later call (after a
+// dropped connection, or after the agent was killed and restarted) continues the partial file
+// with a Range request guarded by If-Range, so bytes of two different objects are never joined:
+// - 206 with the right Content-Range: continue;
+// - 200 (server ignores Range, or If-Range says the object changed): start over from zero;
+// - 416 (the partial file is longer than the object, or the object shrank): start over.
+// SHA-256 is computed while writing (the bytes already on disk are hashed once at resume).
+// Never more than `expected_size` bytes are written. Stalls (below `low_speed_limit` bytes/s for
+// `low_speed_time`) and the overall `deadline` abort an attempt; attempts are retried with
+// capped, jittered backoff up to `max_attempts`. On success `<dest>.part` is fsynced and renamed
+// to `dest`, and the sidecar is removed.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+
+#include "ota/error.hpp"
+
+namespace ota::download {
+
+struct Progress {
+    std::uint64_t bytes{0};  // bytes of the artifact received so far (on disk or being written)
+    std::uint64_t total{0};  // expected size
+    int percent{0};
+};
+
+struct Request {
+    std::string url;
+    std::filesystem::path dest;
+    std::uint64_t expected_size{0};  // 0: unknown (not checked; a 416 can then occur at resume)
+    std::string expected_sha256;     // lowercase hex; empty: not checked (Result::sha256 has it)
+    std::string cafile;           // empty: the system's CA store
+    std::string certfile;         // optional client certificate (mutual TLS)
+    std::string keyfile;
+    std::uint64_t low_speed_limit{1024};           // bytes per second...
+    std::chrono::seconds low_speed_time{30};       // ...for this long = stalled
+    std::chrono::seconds connect_timeout{15};
+    std::chrono::seconds deadline{3600};           // per attempt
+    int max_attempts{5};
+    std::chrono::milliseconds backoff_min{500};
+    std::chrono::milliseconds backoff_max{30000};
+    // Called at most every `progress_step_percent` percent or `progress_interval`, and at 100 %.
+    std::function<void(const Progress&)> on_progress;
+    int progress_step_percent{5};
+    std::chrono::milliseconds progress_interval{std::chrono::seconds(5)};
+    // Polled during the transfer and the backoff; true aborts with ErrorCode::timeout ("cancelled").
+    std::function<bool()> cancelled;
+};
+
+struct Result {
+    std::uint64_t bytes_transferred{0};  // over the network in this call, all attempts
+    std::uint64_t resumed_from{0};       // bytes already on disk when the call started (0: fresh)
+    int attempts{0};
+    int restarts_from_zero{0};           // 200 to a Range request, If-Range mismatch, 416
+    std::string sha256;
+};
+
+// Errors: download_failed (HTTP status, TLS, connection: message names the URL and the cause),
+// download_stalled, size_mismatch (the server sent more than expected_size, or less at the end),
+// hash_mismatch (the partial file is deleted), disk_full, io_error, timeout (cancelled).
+// Retried with backoff: connection failures, 5xx, stalls and deadlines. Not retried: other HTTP
+// statuses, TLS verification and setup errors, size/hash mismatches, disk_full, io_error.
+// Kept for a later call: the partial file after HTTP/TLS/connection failures, stalls and
+// cancellation. Deleted: after size_mismatch, hash_mismatch and disk_full.
+// A partial file is resumed only when its sidecar matches url, expected_sha256 and expected_size
+// and records a validator (ETag or Last-Modified) for If-Range; otherwise it starts from zero.
+// A partial file of exactly expected_size (the process died before the rename) is verified
+// without a request. Progress is flushed to `<dest>.part` at least once a second.
+// Concurrent calls for the same `dest` are refused (io_error): `<dest>.part` is locked (flock).
+[[nodiscard]] Expected<Result> fetch(const Request& request);
+
+// Remove `<dest>.part` and its sidecar (e.g. when a release is superseded).
+void discard_partial(const std::filesystem::path& dest);
+
+}  // namespace ota::download

@@ -1,0 +1,363 @@
+// ota-agent end to end: a real Mosquitto (TLS, ACL), a real nginx, releases signed by
+// ota-publish, wave messages published as the controller, the agent run as a process.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <nlohmann/json.hpp>
+
+#include <set>
+#include <thread>
+
+#include "kit.hpp"
+#include "ota/crypto.hpp"
+
+namespace kit = ota::testkit;
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Release {
+    std::string envelope;
+    std::string version;
+    std::string content;
+};
+
+}  // namespace
+
+class AgentTest : public ::testing::Test {
+protected:
+    static inline std::unique_ptr<kit::Broker> broker;
+    static inline std::unique_ptr<kit::ArtifactServer> server;
+    static inline std::unique_ptr<kit::TempDir> keys;
+    static inline std::string setup_error;
+
+    static void SetUpTestSuite() {
+        try {
+            broker = std::make_unique<kit::Broker>(kit::shared_pki());
+            server = std::make_unique<kit::ArtifactServer>(kit::shared_pki());
+            keys = std::make_unique<kit::TempDir>("ota-agent-keys");
+            for (const char* name : {"release", "untrusted"}) {
+                auto r = kit::run({OTA_PUBLISH_BIN, "keygen", "--out", (keys->path() / name).string()});
+                if (r.exit_code != 0) setup_error = r.err;
+            }
+        } catch (const std::exception& e) {
+            setup_error = e.what();
+        }
+    }
+    static void TearDownTestSuite() {
+        broker.reset();
+        server.reset();
+        keys.reset();
+    }
+    void SetUp() override {
+        ASSERT_TRUE(broker && server && setup_error.empty()) << setup_error;
+        // Each test (a process of its own under CTest) starts its own broker; the fleet name keeps
+        // artifacts of different tests apart on the shared server root.
+        device = "device-001";
+        fleet = std::string(::testing::UnitTest::GetInstance()->current_test_info()->name());
+        std::replace(fleet.begin(), fleet.end(), '/', '-');
+        if (fleet.size() > 64) fleet = fleet.substr(fleet.size() - 64);
+        clear_retained();
+        fs::create_directories(target());
+    }
+
+    const kit::Pki& pki = kit::shared_pki();
+    kit::TempDir dir{"ota-agent-test"};
+    std::string device;
+    std::string fleet;
+
+    fs::path target() const { return dir / "models"; }
+
+    void clear_retained() {
+        for (const char* c : {"detection-model"}) {
+            (void)kit::mosquitto_pub(*broker, pki, device, "ota/v1/devices/" + device + "/status/" + c, "", true);
+        }
+        (void)kit::mosquitto_pub(*broker, pki, "controller", "ota/v1/devices/" + device + "/assignment", "", true);
+    }
+
+    // An artifact on the server and its signed release.
+    Release make_release(const std::string& version, const std::string& key = "release",
+                         std::vector<std::string> extra = {}) {
+        Release r;
+        r.version = version;
+        r.content = "model " + version + " " + std::string(200000, 'x');
+        const auto file = dir / ("model-" + version + ".trt");
+        kit::write_file(file, r.content);
+        std::vector<std::string> args = {OTA_PUBLISH_BIN, "publish", "--dry-run", "--signing-key",
+                                         (keys->path() / (key + ".key")).string(), "--component", "detection-model",
+                                         "--version", version, "--artifact", file.string(), "--url",
+                                         server->url("models/" + fleet + "/model-" + version + ".trt"), "--install", "file",
+                                         "--target", target().string(), "--copy-to", server->root().string()};
+        args.insert(args.end(), extra.begin(), extra.end());
+        auto out = kit::run(args);
+        EXPECT_EQ(out.exit_code, 0) << out.err;
+        r.envelope = json::parse(out.out).dump();
+        return r;
+    }
+
+    void assign(const std::string& wave = "canary") {
+        auto r = kit::mosquitto_pub(*broker, pki, "controller", "ota/v1/devices/" + device + "/assignment",
+                                    json{{"fleet", fleet}, {"wave", wave}}.dump(), true);
+        ASSERT_EQ(r.exit_code, 0) << r.err;
+    }
+    void offer(const Release& rel, const std::string& state = "open", bool retain = true, const std::string& wave = "canary") {
+        json msg{{"rollout", "r-" + rel.version}, {"state", state}, {"release", json::parse(rel.envelope)}};
+        auto r = kit::mosquitto_pub(*broker, pki, "controller", "ota/v1/fleets/" + fleet + "/waves/" + wave + "/detection-model",
+                                    msg.dump(), retain);
+        ASSERT_EQ(r.exit_code, 0) << r.err;
+    }
+
+    fs::path write_config(json extra = json::object()) {
+        json cfg{{"device_id", device},
+                 {"platform", "linux/arm64"},
+                 {"mqtt", {{"broker", broker->url()}, {"cafile", pki.ca().string()}, {"cert", pki.cert(device).string()},
+                           {"key", pki.key(device).string()}}},
+                 {"trusted_keys", (keys->path() / "release.pub").string()},
+                 {"state_dir", (dir / "state").string()},
+                 {"download", {{"cafile", pki.ca().string()}, {"low_speed_time_s", 5}, {"attempts", 2}}},
+                 {"components",
+                  {{"detection-model",
+                    {{"version_source", {{"type", "files"}, {"dir", target().string()}, {"pattern", "model-(.*)\\.trt"}}}}}}},
+                 {"log", {{"level", "debug"}}}};
+        cfg.merge_patch(extra);
+        fs::create_directories(target());
+        const auto path = dir / "agent.json";
+        kit::write_file(path, cfg.dump(2));
+        return path;
+    }
+
+    kit::RunResult run_once(const fs::path& config, int wait_s = 15) {
+        return kit::run({OTA_AGENT_BIN, "--config", config.string(), "--once", "--once-wait", std::to_string(wait_s)},
+                        std::chrono::seconds(wait_s + 30));
+    }
+
+    json status() {
+        auto got = kit::mosquitto_sub(*broker, pki, "operator", "ota/v1/devices/" + device + "/status/detection-model", 1, 1500ms);
+        if (got.messages.empty() || got.messages[0].second.empty()) return nullptr;
+        return json::parse(got.messages[0].second);
+    }
+
+    std::vector<std::string> installed_files() {
+        std::vector<std::string> names;
+        for (const auto& e : fs::directory_iterator(target()))
+            if (!e.path().filename().string().starts_with(".")) names.push_back(e.path().filename().string());
+        std::sort(names.begin(), names.end());
+        return names;
+    }
+};
+
+TEST_F(AgentTest, FileReleaseFromARetainedWaveMessageIsInstalled) {
+    auto rel = make_release("2026-03-10");
+    assign();
+    offer(rel);
+    auto r = run_once(write_config());
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(installed_files(), std::vector<std::string>{"model-2026-03-10.trt"}) << r.err;
+    EXPECT_EQ(kit::read_file(target() / "model-2026-03-10.trt"), rel.content);
+    auto s = status();
+    ASSERT_FALSE(s.is_null()) << r.err;
+    EXPECT_EQ(s["stage"], "succeeded");
+    EXPECT_EQ(s["version"], "2026-03-10");
+    EXPECT_EQ(s["rollout"], "r-2026-03-10");
+    auto inv = kit::mosquitto_sub(*broker, pki, "operator", "ota/v1/devices/" + device + "/inventory", 1, 1500ms);
+    ASSERT_EQ(inv.messages.size(), 1u);
+    EXPECT_EQ(json::parse(inv.messages[0].second)["components"]["detection-model"], "2026-03-10");
+}
+
+TEST_F(AgentTest, BadReleasesAreRejectedAndNothingIsInstalled) {
+    struct Case {
+        std::string name;
+        Release release;
+        std::string code;
+    };
+    kit::write_file(target() / "model-2026-03-10.trt", "installed");  // the working version
+    auto tampered = make_release("2026-04-01");
+    {
+        auto env = json::parse(tampered.envelope);
+        env["manifest"]["artifact"]["url"] = "https://evil.example/model.trt";
+        tampered.envelope = env.dump();
+    }
+    std::vector<Case> cases;
+    cases.push_back({"bad signature", tampered, "signature_invalid"});
+    cases.push_back({"unknown key", make_release("2026-04-02", "untrusted"), "unknown_key"});
+    cases.push_back({"older version (replay)", make_release("2026-03-01"), "version_not_newer"});
+    cases.push_back({"wrong platform", make_release("2026-04-03", "release", {"--platform", "linux/riscv64"}), "platform_incompatible"});
+    cases.push_back({"agent too old", make_release("2026-04-04", "release", {"--min-agent-version", "99.0.0"}), "agent_too_old"});
+    const auto config = write_config();
+    assign();
+    for (const auto& c : cases) {
+        offer(c.release);
+        const auto t0 = std::chrono::steady_clock::now();
+        auto r = run_once(config);
+        std::cerr << c.name << ": " << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count() << " ms\n" << r.err;
+        EXPECT_EQ(r.exit_code, 0) << c.name << ": " << r.err;
+        auto s = status();
+        ASSERT_FALSE(s.is_null()) << c.name;
+        EXPECT_EQ(s["stage"], "rejected") << c.name;
+        EXPECT_EQ(s["error"]["code"], c.code) << c.name << ": " << s.dump();
+        EXPECT_EQ(installed_files(), std::vector<std::string>{"model-2026-03-10.trt"}) << c.name;
+        EXPECT_EQ(kit::read_file(target() / "model-2026-03-10.trt"), "installed") << c.name;
+    }
+}
+
+TEST_F(AgentTest, TamperedArtifactFailsWithHashMismatchAndKeepsTheWorkingVersion) {
+    kit::write_file(target() / "model-2026-03-10.trt", "installed");
+    auto rel = make_release("2026-05-01");
+    // Same size, different bytes on the server.
+    auto served = server->root() / "models" / fleet / "model-2026-05-01.trt";
+    auto bytes = kit::read_file(served);
+    bytes[1000] ^= 1;
+    kit::write_file(served, bytes);
+    assign();
+    offer(rel);
+    auto r = run_once(write_config());
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    auto s = status();
+    ASSERT_FALSE(s.is_null()) << r.err;
+    EXPECT_EQ(s["stage"], "failed");
+    EXPECT_EQ(s["error"]["code"], "hash_mismatch") << s.dump();
+    EXPECT_EQ(installed_files(), std::vector<std::string>{"model-2026-03-10.trt"});
+}
+
+TEST_F(AgentTest, FailingHealthCheckRollsBack) {
+    kit::write_file(target() / "model-2026-03-10.trt", "installed");
+    auto rel = make_release("2026-06-01");
+    assign();
+    offer(rel);
+    auto r = run_once(write_config({{"components", {{"detection-model", {{"health", {{"command", {"/bin/false"}}, {"retries", 1}, {"interval_ms", 100}}}}}}}}));
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    auto s = status();
+    ASSERT_FALSE(s.is_null()) << r.err;
+    EXPECT_EQ(s["stage"], "rolled_back");
+    EXPECT_EQ(s["error"]["code"], "health_check_failed") << s.dump();
+    EXPECT_EQ(installed_files(), std::vector<std::string>{"model-2026-03-10.trt"});
+    EXPECT_EQ(kit::read_file(target() / "model-2026-03-10.trt"), "installed");
+}
+
+TEST_F(AgentTest, TheSameReleaseDelivered50TimesInstallsOnce) {
+    auto rel = make_release("2026-07-01");
+    const auto config = write_config();
+    kit::Subscriber statuses(*broker, pki, "operator", "ota/v1/devices/" + device + "/status/detection-model");
+    ASSERT_TRUE(statuses.subscribed());
+    kit::Process agent({OTA_AGENT_BIN, "--config", config.string()}, dir / "agent.log");
+    assign();
+    offer(rel);
+    for (int i = 0; i < 49; ++i) offer(rel, "open", false);
+    ASSERT_TRUE(kit::wait_until([&] { return fs::exists(target() / "model-2026-07-01.trt"); }, 20s)) << agent.log();
+    // Let every duplicate arrive and be handled.
+    std::this_thread::sleep_for(2s);
+    EXPECT_EQ(agent.stop(), 0) << agent.log();
+    auto got = statuses.stop();
+    int succeeded = 0;
+    for (const auto& [topic, payload] : got.messages)
+        if (!payload.empty() && json::parse(payload)["stage"] == "succeeded") ++succeeded;
+    EXPECT_EQ(succeeded, 1) << agent.log();
+    EXPECT_EQ(installed_files(), std::vector<std::string>{"model-2026-07-01.trt"});
+}
+
+TEST_F(AgentTest, HaltedWaveStartsNothing) {
+    auto rel = make_release("2026-08-01");
+    assign();
+    offer(rel, "halted");
+    auto r = run_once(write_config());
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_TRUE(installed_files().empty());
+    EXPECT_TRUE(status().is_null());
+}
+
+TEST_F(AgentTest, NoAutoUpdateDownloadsNothing) {
+    auto rel = make_release("2026-09-01");
+    assign();
+    offer(rel);
+    auto r = kit::run({OTA_AGENT_BIN, "--config", write_config().string(), "--once", "--once-wait", "15", "--no-auto-update"}, 45s);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_TRUE(installed_files().empty());
+    EXPECT_NE(r.err.find("auto-update is off"), std::string::npos) << r.err;
+}
+
+TEST_F(AgentTest, ConfigErrorsAreOneLineAndNamed) {
+    kit::write_file(dir / "bad.json", R"({"device_id": "d", "mqtt": {"broker": 5}})");
+    auto r = kit::run({OTA_AGENT_BIN, "--config", (dir / "bad.json").string(), "--once"});
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_NE(r.err.find("agent.mqtt.broker: expected a string"), std::string::npos) << r.err;
+    auto p = kit::run({OTA_AGENT_BIN, "--config", write_config().string(), "--print-config"});
+    EXPECT_EQ(p.exit_code, 0) << p.err;
+    EXPECT_EQ(json::parse(p.out)["device_id"], device);
+}
+
+// Kill -9 at every journal step (a fault point makes the agent SIGKILL itself there), then start
+// it again: the component is entirely old or entirely new, and exactly one final status
+// (one sequence number) is reported.
+struct CrashCase {
+    const char* fault;
+    bool health_fails;
+    const char* final_stage;
+};
+
+void PrintTo(const CrashCase& c, std::ostream* os) { *os << c.fault << (c.health_fails ? " (health fails)" : ""); }
+
+class AgentCrashTest : public AgentTest, public ::testing::WithParamInterface<CrashCase> {};
+
+TEST_P(AgentCrashTest, KilledAtAJournalStepEndsOldOrNewWithOneFinalReport) {
+    const auto& c = GetParam();
+    kit::write_file(target() / "model-2026-03-10.trt", "installed");
+    auto rel = make_release("2026-10-01");
+    json extra = json::object();
+    if (c.health_fails)
+        extra = {{"components", {{"detection-model", {{"health", {{"command", {"/bin/false"}}, {"retries", 0}}}}}}}};
+    const auto config = write_config(extra);
+    kit::Subscriber statuses(*broker, pki, "operator", "ota/v1/devices/" + device + "/status/detection-model");
+    ASSERT_TRUE(statuses.subscribed());
+    assign();
+    offer(rel);
+
+    auto crashed = kit::run({OTA_AGENT_BIN, "--config", config.string(), "--once", "--once-wait", "15"}, 45s,
+                            {{"OTA_FAULT_POINT", c.fault}});
+    ASSERT_EQ(crashed.exit_code, 128 + SIGKILL) << "the fault point " << c.fault << " was not reached:\n" << crashed.err;
+    // Whatever the crash left, the live file set is old or new, never a partial file.
+    const auto after_crash = installed_files();
+    EXPECT_TRUE(after_crash == std::vector<std::string>{"model-2026-03-10.trt"} ||
+                after_crash == (std::vector<std::string>{"model-2026-03-10.trt", "model-2026-10-01.trt"}))
+        << ::testing::PrintToString(after_crash);
+
+    auto resumed = run_once(config);
+    ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+    std::this_thread::sleep_for(500ms);
+    auto got = statuses.stop();
+    std::set<long> final_seqs;
+    std::string last_final;
+    for (const auto& [topic, payload] : got.messages) {
+        if (payload.empty()) continue;
+        auto s = json::parse(payload);
+        const auto stage = s["stage"].get<std::string>();
+        if (stage == "succeeded" || stage == "failed" || stage == "rolled_back") {
+            final_seqs.insert(s["seq"].get<long>());
+            last_final = stage;
+        }
+    }
+    EXPECT_EQ(final_seqs.size(), 1u) << resumed.err;
+    EXPECT_EQ(last_final, c.final_stage);
+    if (std::string(c.final_stage) == "succeeded") {
+        EXPECT_EQ(kit::read_file(target() / "model-2026-10-01.trt"), rel.content);
+    } else {
+        EXPECT_EQ(installed_files(), std::vector<std::string>{"model-2026-03-10.trt"});
+    }
+    EXPECT_EQ(kit::read_file(target() / "model-2026-03-10.trt"), "installed");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    EveryStep, AgentCrashTest,
+    ::testing::Values(CrashCase{"before:downloading", false, "succeeded"}, CrashCase{"after:downloading", false, "succeeded"},
+                      CrashCase{"before:verifying", false, "succeeded"}, CrashCase{"before:preparing", false, "succeeded"},
+                      CrashCase{"after:preparing", false, "succeeded"}, CrashCase{"before:activating", false, "succeeded"},
+                      CrashCase{"after:activating", false, "succeeded"}, CrashCase{"before:health_checking", false, "succeeded"},
+                      CrashCase{"before:committing", false, "succeeded"}, CrashCase{"after:committing", false, "succeeded"},
+                      CrashCase{"after:health_checking", true, "rolled_back"}, CrashCase{"before:rolling_back", true, "rolled_back"}),
+    [](const ::testing::TestParamInfo<CrashCase>& param) {
+        std::string name = param.param.fault;
+        for (auto& ch : name)
+            if (ch == ':') ch = '_';
+        return name;
+    });
