@@ -1,0 +1,2 @@
+// (being written)
+#include "agent_fixture.hpp"
