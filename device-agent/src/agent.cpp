@@ -290,6 +290,7 @@ struct Agent::Impl {
         j["rollout"] = rollout;
         j["envelope"] = envelope;
         j["accepted_at"] = format_utc(now_utc());
+        if (auto prev = inventory.version(component, recorded_version(component))) j["previous_version"] = *prev;
         j["stage"] = kDownloading;
         j["entries"] = json::object();
         if (auto w = store->put_journal(component, j); !w) {
@@ -470,6 +471,11 @@ struct Agent::Impl {
         if (stage == kCommitting) {
             if (auto c = installer->commit(request, j.value("record", json::object())); !c)
                 log.warn("commit clean-up failed; the new version stays", {{"error", c.error().message}});
+            // What an operator's "rollback" needs later: the release, its record, what was before.
+            json last{{"envelope", j.value("envelope", "")}, {"rollout", rollout},
+                      {"accepted_at", j.value("accepted_at", "")}, {"record", j.value("record", json::object())}};
+            if (j.contains("previous_version")) last["previous_version"] = j["previous_version"];
+            (void)store->put("last_install/" + component, last.dump());
             const auto payload = status_payload(component, m.version, rollout, "succeeded", std::nullopt, std::nullopt);
             if (auto done = store->complete(component, {0, topics.status(cfg.device_id, component), payload, true}, m.version,
                                             m.artifact.sha256, "succeeded", m.version);
@@ -504,8 +510,11 @@ struct Agent::Impl {
         for (int c = 0; c <= static_cast<int>(ErrorCode::internal); ++c)
             if (to_string(static_cast<ErrorCode>(c)) == e.value("code", "")) error.code = static_cast<ErrorCode>(c);
         const auto payload = status_payload(component, m.version, rollout, final_stage, std::nullopt, error);
+        // An operator's rollback undoes a finished install: the version before it is current again.
+        std::optional<std::string> installed;
+        if (j.value("operator", false) && j.contains("previous_version")) installed = j["previous_version"].get<std::string>();
         if (auto done = store->complete(component, {0, topics.status(cfg.device_id, component), payload, true}, m.version,
-                                        m.artifact.sha256, final_stage, std::nullopt);
+                                        m.artifact.sha256, final_stage, installed);
             !done) {
             log.error("cannot record the finished rollback", {{"error", done.error().message}});
             return;
@@ -557,6 +566,8 @@ struct Agent::Impl {
             publish_inventory();
             for (const auto& [c, p] : statuses) (void)store->enqueue(topics.status(cfg.device_id, c), p, true);
             flush();
+        } else if (cmd == "rollback" && !component.empty()) {
+            operator_rollback(component);
         } else if (cmd == "retry" && !component.empty()) {
             (void)store->forget_applied(component);
             (void)store->put("rejected/" + component, "");
@@ -564,6 +575,31 @@ struct Agent::Impl {
         } else {
             log.warn("unknown cmd ignored", {{"cmd", cmd}});
         }
+    }
+
+    // Roll back the last finished install of `component` (cmd "rollback"): the installer's
+    // rollback with the record kept at commit, journalled like any other rollback.
+    void operator_rollback(const std::string& component) {
+        if (!cfg.components.contains(component)) return;
+        if (auto j = store->journal(component); j && *j) {
+            log.warn("rollback refused: an update is in progress", {{"component", component}});
+            return;
+        }
+        auto last = store->get("last_install/" + component);
+        if (!last || !*last || (*last)->empty()) {
+            log.warn("rollback refused: no finished install to roll back", {{"component", component}});
+            return;
+        }
+        auto l = json::parse(**last, nullptr, false);
+        if (l.is_discarded()) return;
+        json j{{"component", component}, {"rollout", l.value("rollout", "")}, {"envelope", l.value("envelope", "")},
+               {"accepted_at", l.value("accepted_at", "")}, {"record", l.value("record", json::object())},
+               {"stage", kRollingBack}, {"final", "rolled_back"}, {"operator", true}, {"entries", json::object()},
+               {"error", {{"code", "rollback_requested"}, {"message", "an operator asked to roll back"}}}};
+        if (l.contains("previous_version")) j["previous_version"] = l["previous_version"];
+        if (auto w = store->put_journal(component, j); !w) return;
+        (void)store->put("last_install/" + component, "");
+        run_update(component);
     }
 
     void handle(const Event& e) {

@@ -31,6 +31,7 @@ std::string_view to_string(ErrorCode code) noexcept {
         case ErrorCode::agent_too_old: return "agent_too_old";
         case ErrorCode::version_not_newer: return "version_not_newer";
         case ErrorCode::crash_loop: return "crash_loop";
+        case ErrorCode::rollback_requested: return "rollback_requested";
         case ErrorCode::timeout: return "timeout";
         case ErrorCode::internal: return "internal";
     }

@@ -1,5 +1,7 @@
 // ota-agent end to end: the file install type, release checks, duplicates, halts, config.
 #include "agent_fixture.hpp"
+#include "ota/files.hpp"
+#include "ota/manifest.hpp"
 
 TEST_F(AgentTest, FileReleaseFromARetainedWaveMessageIsInstalled) {
     auto rel = make_release("2026-03-10");
@@ -38,6 +40,18 @@ TEST_F(AgentTest, BadReleasesAreRejectedAndNothingIsInstalled) {
     cases.push_back({"older version (replay)", make_release("2026-03-01"), "version_not_newer"});
     cases.push_back({"wrong platform", make_release("2026-04-03", "release", {"--platform", "linux/riscv64"}), "platform_incompatible"});
     cases.push_back({"agent too old", make_release("2026-04-04", "release", {"--min-agent-version", "99.0.0"}), "agent_too_old"});
+    {
+        // Expired: the same release re-signed (with the trusted key) with an expiry in the past.
+        auto rel = make_release("2026-04-05");
+        auto m = ota::Manifest::from_json(json::parse(rel.envelope)["manifest"]);
+        ASSERT_TRUE(m) << m.error().message;
+        m->created = ota::now_utc() - std::chrono::days{30};
+        m->expires = ota::now_utc() - std::chrono::days{1};
+        auto key = ota::crypto::PrivateKey::load(keys->path() / "release.key");
+        ASSERT_TRUE(key);
+        rel.envelope = ota::make_envelope(*m, *key);
+        cases.push_back({"expired manifest", rel, "manifest_expired"});
+    }
     const auto config = write_config();
     assign();
     for (const auto& c : cases) {
@@ -212,3 +226,56 @@ INSTANTIATE_TEST_SUITE_P(
             if (ch == ':') ch = '_';
         return name;
     });
+
+// A crash that happens every time in the same step (here: activating) is a crash loop: after
+// max_step_restarts restarts in that step the agent gives up, rolls back and says so.
+TEST_F(AgentTest, ACrashLoopEndsInACleanRollback) {
+    kit::write_file(target() / "model-2026-03-10.trt", "installed");
+    auto rel = make_release("2026-11-01");
+    const auto config = write_config({{"max_step_restarts", 2}});
+    assign();
+    offer(rel);
+    int kills = 0;
+    kit::RunResult r;
+    for (int start = 0; start < 8; ++start) {  // systemd's Restart=always, bounded
+        r = kit::run({OTA_AGENT_BIN, "--config", config.string(), "--once", "--once-wait", "15"}, 45s,
+                     {{"OTA_FAULT_POINT", "before:activating"}});
+        if (r.exit_code != 128 + SIGKILL) break;
+        ++kills;
+    }
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(kills, 3);  // entered 3 times (1 + 2 restarts); the 4th entry gives up
+    auto s = status();
+    ASSERT_FALSE(s.is_null());
+    EXPECT_EQ(s["stage"], "rolled_back");
+    EXPECT_EQ(s["error"]["code"], "crash_loop") << s.dump();
+    EXPECT_EQ(installed_files(), std::vector<std::string>{"model-2026-03-10.trt"});
+}
+
+// cmd "rollback" from the controller undoes the last finished install.
+TEST_F(AgentTest, AnOperatorRollbackRestoresThePreviousVersion) {
+    kit::write_file(target() / "model-2026-03-10.trt", "installed");
+    auto rel = make_release("2026-12-01");
+    const auto config = write_config();
+    assign();
+    offer(rel);
+    auto first = run_once(config);
+    ASSERT_EQ(first.exit_code, 0) << first.err;
+    ASSERT_EQ(status()["stage"], "succeeded");
+    // Queued for the device's persistent session while it is offline.
+    auto cmd = kit::mosquitto_pub(*broker, pki, "controller", "ota/v1/devices/" + device + "/cmd",
+                                  R"({"cmd":"rollback","component":"detection-model"})", false);
+    ASSERT_EQ(cmd.exit_code, 0) << cmd.err;
+    auto second = run_once(config);
+    ASSERT_EQ(second.exit_code, 0) << second.err;
+    auto s = status();
+    EXPECT_EQ(s["stage"], "rolled_back") << second.err;
+    EXPECT_EQ(s["error"]["code"], "rollback_requested");
+    EXPECT_EQ(installed_files(), std::vector<std::string>{"model-2026-03-10.trt"});
+    auto inv = kit::mosquitto_sub(*broker, pki, "operator", "ota/v1/devices/" + device + "/inventory", 1, 1500ms);
+    ASSERT_EQ(inv.messages.size(), 1u);
+    EXPECT_EQ(json::parse(inv.messages[0].second)["components"]["detection-model"], "2026-03-10");
+    // The retained offer is not re-applied by itself after the rollback.
+    auto third = run_once(config);
+    EXPECT_EQ(installed_files(), std::vector<std::string>{"model-2026-03-10.trt"}) << third.err;
+}

@@ -38,6 +38,7 @@ enum class ErrorCode {
     agent_too_old,        // the manifest needs a newer agent
     version_not_newer,    // downgrade or replay of an older/equal release
     crash_loop,           // the agent restarted too often in the same step and gave up
+    rollback_requested,   // an operator asked to roll back (cmd "rollback")
     timeout,
     internal,
 };
