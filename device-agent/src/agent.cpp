@@ -357,9 +357,13 @@ struct Agent::Impl {
     fs::path staged_artifact(const std::string& component, const Manifest& m) const {
         return staging_dir(component) / artifact_name(m.artifact.url);
     }
+    // The manifest as this device applies it: the agent's own binary for `self`, and every
+    // target under install_root when one is configured.
     Manifest install_manifest(Manifest m) const {
         if (m.install.type == InstallType::self && m.install.target.empty())
             m.install.target = cfg.binary_path.empty() ? fs::read_symlink("/proc/self/exe").string() : cfg.binary_path.string();
+        else if (!cfg.install_root.empty() && !m.install.target.empty())
+            m.install.target = (cfg.install_root / fs::path(m.install.target).relative_path()).string();
         return m;
     }
 

@@ -100,6 +100,9 @@ Expected<AgentConfig> parse_agent_config(const nlohmann::json& json) {
     c.trusted_keys = r.str("trusted_keys");
     c.state_dir = r.opt_str("state_dir").value_or(c.state_dir.string());
     c.binary_path = r.opt_str("binary_path").value_or("");
+    c.install_root = r.opt_str("install_root").value_or("");
+    if (r.ok() && !c.install_root.empty() && !c.install_root.is_absolute())
+        r.fail("install_root", "must be an absolute path, got \"" + c.install_root.string() + "\"");
     if (const auto* d = r.object("download", false)) {
         ObjectReader dr(*d, "agent.download", code);
         c.download_cafile = dr.opt_str("cafile").value_or("");
@@ -158,6 +161,7 @@ nlohmann::ordered_json AgentConfig::to_json() const {
     j["trusted_keys"] = trusted_keys.string();
     j["state_dir"] = state_dir.string();
     if (!binary_path.empty()) j["binary_path"] = binary_path.string();
+    if (!install_root.empty()) j["install_root"] = install_root.string();
     j["download"] = {{"cafile", download_cafile}, {"low_speed_limit", low_speed_limit},
                      {"low_speed_time_s", low_speed_time.count()}, {"deadline_s", download_deadline.count()},
                      {"attempts", download_attempts}};

@@ -48,6 +48,9 @@ struct AgentConfig {
     std::filesystem::path trusted_keys;  // a public key file or a directory of them
     std::filesystem::path state_dir{"/var/lib/ota-agent"};
     std::filesystem::path binary_path;   // the agent's own binary (self-update); default: /proc/self/exe
+    // Prepended to every install target of a manifest (default: none, i.e. "/"): lets several
+    // simulated devices share one machine (the demo, tests) or a container keep its own tree.
+    std::filesystem::path install_root;
 
     // Downloads
     std::string download_cafile;  // CA for the artifact server (default: the system store)
