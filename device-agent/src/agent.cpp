@@ -106,6 +106,8 @@ struct Agent::Impl {
     bool assignment_seen{false};
     bool connected_once{false};
     std::chrono::steady_clock::time_point last_inventory{};
+    std::chrono::steady_clock::time_point last_inventory_check{};
+    std::string published_versions;
 
     explicit Impl(AgentConfig c) : cfg(std::move(c)), topics(cfg.topic_prefix), inventory(cfg) {}
 
@@ -169,6 +171,15 @@ struct Agent::Impl {
             }
         }
     }
+    // The installed versions per component (cached by Inventory; cheap to call often).
+    nlohmann::ordered_json installed_versions() {
+        auto comps = nlohmann::ordered_json::object();
+        for (const auto& [name, _] : cfg.components) {
+            auto v = inventory.version(name, recorded_version(name));
+            comps[name] = v ? json(*v) : json(nullptr);
+        }
+        return comps;
+    }
     void publish_inventory() {
         if (!client || !client->connected()) return;
         nlohmann::ordered_json j;
@@ -176,15 +187,22 @@ struct Agent::Impl {
         j["agent_version"] = build::version;
         j["platform"] = cfg.platform;
         j["labels"] = cfg.labels;
-        auto& comps = j["components"] = nlohmann::ordered_json::object();
-        for (const auto& [name, _] : cfg.components) {
-            auto v = inventory.version(name, recorded_version(name));
-            comps[name] = v ? json(*v) : json(nullptr);
-        }
+        j["components"] = installed_versions();
         j["ts"] = format_utc(now_utc());
-        if (auto p = client->publish(topics.inventory(cfg.device_id), j.dump(), 1, true, 5s); !p)
+        if (auto p = client->publish(topics.inventory(cfg.device_id), j.dump(), 1, true, 5s); !p) {
             log.warn("inventory not published", {{"error", p.error().message}});
+            return;
+        }
         last_inventory = std::chrono::steady_clock::now();
+        published_versions = j["components"].dump();
+    }
+    // Publish the inventory when the installed versions changed (e.g. a file dropped into a
+    // watched directory by hand), checked every few seconds, and every inventory_interval anyway.
+    void inventory_tick(std::chrono::steady_clock::time_point now) {
+        if (now - last_inventory > cfg.inventory_interval) return publish_inventory();
+        if (now - last_inventory_check < 5s) return;
+        last_inventory_check = now;
+        if (installed_versions().dump() != published_versions) publish_inventory();
     }
     std::optional<std::string> recorded_version(const std::string& component) {
         auto v = store->get("installed/" + component);
@@ -714,7 +732,7 @@ struct Agent::Impl {
                 if (offers.contains(c)) evaluate(c, offers[c]);
             }
             if (restart_requested) break;
-            if (now - last_inventory > cfg.inventory_interval) publish_inventory();
+            inventory_tick(now);
             if (o.once && !e && !deferred_self &&
                 ((assignment_seen && now - idle_since > 1500ms) || now - start > o.once_wait))
                 break;

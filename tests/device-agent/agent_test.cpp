@@ -279,3 +279,20 @@ TEST_F(AgentTest, AnOperatorRollbackRestoresThePreviousVersion) {
     auto third = run_once(config);
     EXPECT_EQ(installed_files(), std::vector<std::string>{"model-2026-03-10.trt"}) << third.err;
 }
+
+// The inventory follows the device: a version that appears in a watched directory by other
+// means is published without waiting for the inventory interval.
+TEST_F(AgentTest, InventoryIsRepublishedWhenTheInstalledVersionChanges) {
+    kit::write_file(target() / "model-2026-03-10.trt", "installed");
+    const auto config = write_config();
+    kit::Process agent({OTA_AGENT_BIN, "--config", config.string()}, dir / "agent.log");
+    auto version = [&] {
+        auto inv = kit::mosquitto_sub(*broker, pki, "operator", "ota/v1/devices/" + device + "/inventory", 1, 1000ms);
+        if (inv.messages.empty() || inv.messages[0].second.empty()) return json(nullptr);
+        return json::parse(inv.messages[0].second)["components"]["detection-model"];
+    };
+    ASSERT_TRUE(kit::wait_until([&] { return version() == "2026-03-10"; }, 15s)) << agent.log();
+    kit::write_file(target() / "model-2026-03-20.trt", "placed by hand");
+    EXPECT_TRUE(kit::wait_until([&] { return version() == "2026-03-20"; }, 20s)) << agent.log();
+    EXPECT_EQ(agent.stop(), 0);
+}
