@@ -79,10 +79,12 @@ protected:
 
     // An artifact on the server and its signed release.
     Release make_release(const std::string& version, const std::string& key = "release",
-                         std::vector<std::string> extra = {}) {
+                         std::vector<std::string> extra = {}, std::size_t size = 200000) {
         Release r;
         r.version = version;
-        r.content = "model " + version + " " + std::string(200000, 'x');
+        r.content = "model " + version + " ";
+        r.content.reserve(size);
+        for (std::size_t i = r.content.size(); i < size; ++i) r.content.push_back(static_cast<char>('a' + (i * 7919 % 26)));
         const auto file = dir / ("model-" + version + ".trt");
         kit::write_file(file, r.content);
         std::vector<std::string> args = {OTA_PUBLISH_BIN, "publish", "--dry-run", "--signing-key",
