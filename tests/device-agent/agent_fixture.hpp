@@ -77,26 +77,36 @@ protected:
         (void)kit::mosquitto_pub(*broker, pki, "controller", "ota/v1/devices/" + device + "/assignment", "", true);
     }
 
-    // An artifact on the server and its signed release.
-    Release make_release(const std::string& version, const std::string& key = "release",
-                         std::vector<std::string> extra = {}, std::size_t size = 200000) {
+    // An artifact on the server (`content` under the URL name `name`) and its signed release of
+    // detection-model with the given install arguments ("--install", type, "--target", ...).
+    Release sign_release(const std::string& version, const std::string& content, const std::string& name,
+                         const std::vector<std::string>& install, const std::string& key = "release",
+                         const std::vector<std::string>& extra = {}) {
         Release r;
         r.version = version;
-        r.content = "model " + version + " ";
-        r.content.reserve(size);
-        for (std::size_t i = r.content.size(); i < size; ++i) r.content.push_back(static_cast<char>('a' + (i * 7919 % 26)));
-        const auto file = dir / ("model-" + version + ".trt");
+        r.content = content;
+        const auto file = dir / ("artifact-" + version);
         kit::write_file(file, r.content);
         std::vector<std::string> args = {OTA_PUBLISH_BIN, "publish", "--dry-run", "--signing-key",
                                          (keys->path() / (key + ".key")).string(), "--component", "detection-model",
                                          "--version", version, "--artifact", file.string(), "--url",
-                                         server->url("models/" + fleet + "/model-" + version + ".trt"), "--install", "file",
-                                         "--target", target().string(), "--copy-to", server->root().string()};
+                                         server->url("models/" + fleet + "/" + name), "--copy-to", server->root().string()};
+        args.insert(args.end(), install.begin(), install.end());
         args.insert(args.end(), extra.begin(), extra.end());
         auto out = kit::run(args);
         EXPECT_EQ(out.exit_code, 0) << out.err;
         r.envelope = json::parse(out.out).dump();
         return r;
+    }
+
+    // A model file release (install type file into target()) of `size` bytes.
+    Release make_release(const std::string& version, const std::string& key = "release",
+                         std::vector<std::string> extra = {}, std::size_t size = 200000) {
+        std::string content = "model " + version + " ";
+        content.reserve(size);
+        for (std::size_t i = content.size(); i < size; ++i) content.push_back(static_cast<char>('a' + (i * 7919 % 26)));
+        return sign_release(version, content, "model-" + version + ".trt", {"--install", "file", "--target", target().string()},
+                            key, extra);
     }
 
     void assign(const std::string& wave = "canary") {

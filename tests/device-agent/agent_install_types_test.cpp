@@ -1,2 +1,148 @@
-// (being written)
+// Each install type end to end through the agent: from a retained wave message to `succeeded`
+// (or a health-check rollback), with the files, symlinks or recorded docker calls checked.
+// docker-image uses the stand-in tests/device-agent/install/fake-docker on PATH (a fake: no
+// engine runs here in unit tests; the `container` test in install/ uses Podman).
 #include "agent_fixture.hpp"
+
+namespace {
+
+// A .tar.gz holding app/VERSION with `text`, made with the tar CLI.
+std::string make_tarball(const fs::path& work, const std::string& text) {
+    const auto src = work / ("src-" + text);
+    fs::create_directories(src / "app");
+    kit::write_file(src / "app" / "VERSION", text);
+    const auto tgz = work / ("app-" + text + ".tar.gz");
+    auto r = kit::run({"tar", "-C", src.string(), "-czf", tgz.string(), "app"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return kit::read_file(tgz);
+}
+
+}  // namespace
+
+class AgentInstallTypesTest : public AgentTest {
+protected:
+    fs::path app() const { return dir / "app"; }
+};
+
+TEST_F(AgentInstallTypesTest, ArchiveFlipsCurrentAndKeepsThePreviousRelease) {
+    const auto config = write_config({{"components", {{"detection-model", {{"version_source", nullptr}}}}}});
+    assign();
+    auto v1 = sign_release("1.0.0", make_tarball(dir.path(), "1.0.0"), "app-1.0.0.tar.gz",
+                           {"--install", "archive", "--target", app().string()});
+    offer(v1);
+    auto r1 = run_once(config);
+    ASSERT_EQ(r1.exit_code, 0) << r1.err;
+    ASSERT_EQ(status()["stage"], "succeeded") << r1.err;
+    EXPECT_EQ(kit::read_file(app() / "current" / "app" / "VERSION"), "1.0.0");
+
+    auto v2 = sign_release("1.1.0", make_tarball(dir.path(), "1.1.0"), "app-1.1.0.tar.gz",
+                           {"--install", "archive", "--target", app().string()});
+    offer(v2);
+    auto r2 = run_once(config);
+    ASSERT_EQ(r2.exit_code, 0) << r2.err;
+    ASSERT_EQ(status()["stage"], "succeeded") << r2.err;
+    EXPECT_EQ(fs::read_symlink(app() / "current").filename(), "1.1.0");
+    EXPECT_EQ(kit::read_file(app() / "current" / "app" / "VERSION"), "1.1.0");
+    EXPECT_TRUE(fs::exists(app() / "releases" / "1.0.0" / "app" / "VERSION")) << "the previous release is kept";
+}
+
+TEST_F(AgentInstallTypesTest, ArchiveHealthFailurePointsCurrentBackAtTheOldRelease) {
+    json health{{"command", {"sh", "-c", "grep -q 1.0.0 " + (app() / "current" / "app" / "VERSION").string()}},
+                {"retries", 0}};
+    const auto config = write_config({{"components", {{"detection-model", {{"version_source", nullptr}, {"health", health}}}}}});
+    assign();
+    offer(sign_release("1.0.0", make_tarball(dir.path(), "1.0.0"), "app-1.0.0.tar.gz",
+                       {"--install", "archive", "--target", app().string()}));
+    ASSERT_EQ(run_once(config).exit_code, 0);
+    ASSERT_EQ(status()["stage"], "succeeded");
+    offer(sign_release("2.0.0", make_tarball(dir.path(), "2.0.0"), "app-2.0.0.tar.gz",
+                       {"--install", "archive", "--target", app().string()}));
+    auto r = run_once(config);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    auto s = status();
+    EXPECT_EQ(s["stage"], "rolled_back") << r.err;
+    EXPECT_EQ(s["error"]["code"], "health_check_failed");
+    EXPECT_EQ(fs::read_symlink(app() / "current").filename(), "1.0.0");
+    EXPECT_FALSE(fs::exists(app() / "releases" / "2.0.0"));
+}
+
+TEST_F(AgentInstallTypesTest, BinaryIsReplacedAndTheOldOneKept) {
+    const auto bin = dir / "bin" / "tool";
+    fs::create_directories(bin.parent_path());
+    kit::write_file(bin, "#!/bin/sh\necho old\n");
+    fs::permissions(bin, fs::perms::owner_all);
+    const auto config = write_config({{"components", {{"detection-model", {{"version_source", nullptr}}}}}});
+    assign();
+    offer(sign_release("2.0.0", "#!/bin/sh\necho new\n", "tool-2.0.0", {"--install", "binary", "--target", bin.string()}));
+    auto r = run_once(config);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    ASSERT_EQ(status()["stage"], "succeeded") << r.err;
+    EXPECT_EQ(kit::run({bin.string()}).out, "new\n");
+    EXPECT_EQ(kit::read_file(bin.string() + ".old"), "#!/bin/sh\necho old\n");
+}
+
+class AgentDockerTest : public AgentInstallTypesTest {
+protected:
+    void SetUp() override {
+        AgentInstallTypesTest::SetUp();
+        fs::create_directories(fake_bin());
+        fs::create_directories(fake_state());
+        for (const char* name : {"docker", "docker-compose"}) {
+            fs::copy_file(kit::source_dir() / "tests" / "device-agent" / "install" / "fake-docker", fake_bin() / name);
+            fs::permissions(fake_bin() / name, fs::perms::owner_all);
+        }
+        kit::write_file(dir / "compose.yml", "services:\n  annotations:\n    image: ${OTA_IMAGE}\n");
+    }
+    fs::path fake_bin() const { return dir / "fake-bin"; }
+    fs::path fake_state() const { return dir / "fake-state"; }
+    std::map<std::string, std::string> env() const {
+        return {{"PATH", fake_bin().string() + ":" + std::getenv("PATH")},
+                {"FAKE_DOCKER_DIR", fake_state().string()},
+                {"FAKE_DOCKER_LOAD_OUTPUT", "Loaded image: azaion/annotations:arm64_2026-03-01"}};
+    }
+    fs::path config(json health = nullptr) {
+        json c{{"version_source", nullptr}, {"compose_file", (dir / "compose.yml").string()},
+               {"compose_command", "docker-compose"}, {"docker_command", "docker"}};
+        if (!health.is_null()) c["health"] = health;
+        return write_config({{"components", {{"detection-model", c}}}});
+    }
+    kit::RunResult run_agent(const fs::path& cfg) {
+        return kit::run({OTA_AGENT_BIN, "--config", cfg.string(), "--once", "--once-wait", "15"}, 45s, env());
+    }
+    std::string calls() const { return kit::read_file(fake_state() / "calls.log"); }
+};
+
+TEST_F(AgentDockerTest, ImageIsLoadedAndTheServiceRecreated) {
+    const auto cfg = config();
+    assign();
+    offer(sign_release("arm64_2026-03-01", "image tarball bytes", "annotations.tar",
+                       {"--install", "docker-image", "--service", "annotations"}));
+    auto r = run_agent(cfg);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    ASSERT_EQ(status()["stage"], "succeeded") << r.err << calls();
+    const auto log = calls();
+    EXPECT_NE(log.find("docker load -i "), std::string::npos) << log;
+    EXPECT_NE(log.find("docker-compose -f " + (dir / "compose.yml").string() + " up -d annotations | OTA_IMAGE=azaion/annotations:arm64_2026-03-01 OTA_VERSION=arm64_2026-03-01"),
+              std::string::npos)
+        << log;
+}
+
+TEST_F(AgentDockerTest, HealthFailureStartsThePreviousImageAgain) {
+    // The service runs v1 (as installed before), v2's health check fails.
+    kit::write_file(fake_state() / "running", "azaion/annotations:arm64_2026-02-01\narm64_2026-02-01\n");
+    const auto cfg = config({{"command", {"/bin/false"}}, {"retries", 0}});
+    assign();
+    offer(sign_release("arm64_2026-03-01", "image tarball bytes", "annotations.tar",
+                       {"--install", "docker-image", "--service", "annotations"}));
+    auto r = run_agent(cfg);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    auto s = status();
+    EXPECT_EQ(s["stage"], "rolled_back") << r.err << calls();
+    const auto log = calls();
+    const auto up_new = log.find("up -d annotations | OTA_IMAGE=azaion/annotations:arm64_2026-03-01");
+    ASSERT_NE(up_new, std::string::npos) << log;
+    // After it, compose up again with the previous image (recorded by image ID).
+    const auto up_old = log.find("up -d annotations | OTA_IMAGE=sha256:", up_new);
+    EXPECT_NE(up_old, std::string::npos) << log;
+    EXPECT_NE(kit::read_file(fake_state() / "running").find("sha256:"), std::string::npos);
+}
