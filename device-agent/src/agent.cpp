@@ -19,6 +19,7 @@
 #include "ota/build_info.hpp"
 #include "ota/crypto.hpp"
 #include "ota/download.hpp"
+#include "ota/files.hpp"
 #include "ota/json.hpp"
 #include "ota/log.hpp"
 #include "ota/manifest.hpp"
@@ -451,6 +452,14 @@ struct Agent::Impl {
             return true;
         }
         if (stage == kActivating) {
+            // The guard first: once the new agent binary is in place, only the launcher can bring
+            // the old one back if the new one cannot start.
+            if (m.install.type == InstallType::self) {
+                if (auto g = write_self_update_guard(m.install.target); !g) {
+                    to_rollback(j, "failed", g.error());
+                    return true;
+                }
+            }
             auto a = installer->activate(request, j.value("record", json::object()));
             if (!a) {
                 to_rollback(j, "failed", a.error());
@@ -506,6 +515,7 @@ struct Agent::Impl {
                 return false;
             }
             statuses[component] = payload;
+            if (m.install.type == InstallType::self) clear_self_update_guard();
             log.info("update succeeded", {{"component", component}, {"version", m.version}});
             cleanup_staging(component);
             inventory.invalidate();
@@ -542,12 +552,33 @@ struct Agent::Impl {
             return;
         }
         statuses[component] = payload;
+        if (m.install.type == InstallType::self) clear_self_update_guard();
         log.warn("update ended", {{"component", component}, {"version", m.version}, {"stage", final_stage},
                                   {"error", error.describe()}});
         cleanup_staging(component);
         inventory.invalidate();
         flush();
         publish_inventory();
+    }
+
+    // The self-update guard read by device-agent/ota-agent-launch (shell "KEY=value" lines):
+    // the binary to restore from <BIN>.old, the deadline (epoch seconds) and the start budget.
+    // The launcher appends a line to self-update.starts at each start while the guard exists.
+    fs::path guard_file() const { return cfg.state_dir / "self-update.env"; }
+    Expected<void> write_self_update_guard(const std::string& bin) {
+        const auto deadline = std::chrono::duration_cast<std::chrono::seconds>(
+                                  (std::chrono::system_clock::now() + cfg.self_update_deadline).time_since_epoch())
+                                  .count();
+        std::error_code ec;
+        fs::remove(cfg.state_dir / "self-update.starts", ec);
+        return write_file_atomic(guard_file(), "BIN=" + bin + "\nDEADLINE=" + std::to_string(deadline) +
+                                                   "\nMAX_STARTS=" + std::to_string(cfg.self_update_max_starts) + "\n");
+    }
+    void clear_self_update_guard() {
+        std::error_code ec;
+        fs::remove(guard_file(), ec);
+        fs::remove(cfg.state_dir / "self-update.starts", ec);
+        (void)fsync_dir(cfg.state_dir);
     }
 
     void cleanup_staging(const std::string& component) {

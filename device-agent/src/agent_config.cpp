@@ -116,6 +116,8 @@ Expected<AgentConfig> parse_agent_config(const nlohmann::json& json) {
     c.auto_update = r.boolean("auto_update", true);
     c.inventory_interval = seconds_or(r, "inventory_interval_s", c.inventory_interval);
     if (auto n = r.opt_u64("max_step_restarts")) c.max_step_restarts = static_cast<int>(*n);
+    c.self_update_deadline = seconds_or(r, "self_update_deadline_s", c.self_update_deadline);
+    if (auto n = r.opt_u64("self_update_max_starts")) c.self_update_max_starts = static_cast<int>(*n);
     if (const auto* comps = r.object("components", false)) {
         for (const auto& [name, value] : comps->items()) {
             if (!is_valid_segment(name)) {
@@ -168,6 +170,8 @@ nlohmann::ordered_json AgentConfig::to_json() const {
     j["auto_update"] = auto_update;
     j["inventory_interval_s"] = inventory_interval.count();
     j["max_step_restarts"] = max_step_restarts;
+    j["self_update_deadline_s"] = self_update_deadline.count();
+    j["self_update_max_starts"] = self_update_max_starts;
     auto& comps = j["components"] = nlohmann::ordered_json::object();
     for (const auto& [name, s] : components) {
         nlohmann::ordered_json c;

@@ -62,6 +62,10 @@ struct AgentConfig {
     bool auto_update{true};
     std::chrono::seconds inventory_interval{300};
     int max_step_restarts{3};  // restarts in the same journal step before giving up
+    // Self-update guard (device-agent/ota-agent-launch): the new binary must confirm itself
+    // (reach committing) within this time and this many starts, or the launcher restores <bin>.old.
+    std::chrono::seconds self_update_deadline{600};
+    int self_update_max_starts{3};
 
     std::map<std::string, ComponentSettings> components;
 

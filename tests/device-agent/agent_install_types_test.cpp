@@ -146,3 +146,50 @@ TEST_F(AgentDockerTest, HealthFailureStartsThePreviousImageAgain) {
     EXPECT_NE(up_old, std::string::npos) << log;
     EXPECT_NE(kit::read_file(fake_state() / "running").find("sha256:"), std::string::npos);
 }
+
+// Self-update guarded by device-agent/ota-agent-launch: a new agent binary that cannot start is
+// replaced by the previous one after the start budget, and the old agent reports `rolled_back`.
+// systemd's Restart=always is simulated by starting the launcher again (bounded).
+TEST_F(AgentInstallTypesTest, SelfUpdateWithABrokenNewBinaryRestoresTheOldOne) {
+    const auto bin = dir / "bin" / "ota-agent";
+    fs::create_directories(bin.parent_path());
+    fs::copy_file(OTA_AGENT_BIN, bin);
+    const auto original = kit::read_file(bin);
+    const auto cfg = write_config({{"binary_path", bin.string()},
+                                   {"self_update_max_starts", 2},
+                                   {"components", {{"detection-model", nullptr}, {"ota-agent", {{"version_source", {{"type", "agent"}}}}}}}});
+    kit::write_file(dir / "broken-agent", "#!/bin/sh\necho 'broken agent' >&2\nexit 1\n");
+    auto signed_release = kit::run({OTA_PUBLISH_BIN, "publish", "--dry-run", "--signing-key", (keys->path() / "release.key").string(),
+                                    "--component", "ota-agent", "--version", "99.0.0", "--artifact", (dir / "broken-agent").string(),
+                                    "--url", server->url("models/" + fleet + "/ota-agent-99.0.0"), "--copy-to",
+                                    server->root().string(), "--install", "self"});
+    ASSERT_EQ(signed_release.exit_code, 0) << signed_release.err;
+    assign();
+    json msg{{"rollout", "r-self"}, {"state", "open"}, {"release", json::parse(signed_release.out)}};
+    ASSERT_EQ(kit::mosquitto_pub(*broker, pki, "controller", "ota/v1/fleets/" + fleet + "/waves/canary/ota-agent", msg.dump(), true)
+                  .exit_code,
+              0);
+
+    const auto launcher = (kit::source_dir() / "device-agent" / "ota-agent-launch").string();
+    std::vector<int> exits;
+    std::string logs;
+    for (int start = 0; start < 8; ++start) {
+        auto r = kit::run({launcher, "--state-dir", (dir / "state").string(), "--bin", bin.string(), "--", "--config",
+                           cfg.string(), "--once", "--once-wait", "15"},
+                          60s);
+        exits.push_back(r.exit_code);
+        logs += r.err;
+        if (r.exit_code == 0) break;
+    }
+    // old agent applies (3: restart), the new one fails twice (1, 1), the launcher restores the
+    // old one, which reports the rollback (0).
+    EXPECT_EQ(exits, (std::vector<int>{3, 1, 1, 0})) << logs;
+    EXPECT_TRUE(kit::read_file(bin) == original) << "the original agent binary is back";
+    EXPECT_NE(logs.find("restored the previous agent binary"), std::string::npos) << logs;
+    auto st = kit::mosquitto_sub(*broker, pki, "operator", "ota/v1/devices/" + device + "/status/ota-agent", 1, 1500ms);
+    ASSERT_EQ(st.messages.size(), 1u) << logs;
+    auto s = json::parse(st.messages[0].second);
+    EXPECT_EQ(s["stage"], "rolled_back") << s.dump();
+    EXPECT_EQ(s["version"], "99.0.0");
+    EXPECT_FALSE(fs::exists(dir / "state" / "self-update.env"));
+}
