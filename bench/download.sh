@@ -11,7 +11,8 @@
 #   curl|dgst  curl -o - URL | openssl dgst -sha256     (download and hash, nothing written)
 #   curl+sync  curl -o FILE URL && sync FILE            (download and write, nothing hashed)
 # Then: ota-download-bench is killed with SIGKILL at ~50 % and run again; the second run reports
-# how many bytes it fetched and from where it resumed.
+# how many bytes it fetched and from where it resumed. Last, the connection is dropped at ~50 %
+# (the nginx worker is killed) and the same call resumes.
 # Only processes this script started are stopped, by PID.
 set -euo pipefail
 
@@ -62,7 +63,8 @@ PORT=$(free_port 19443)
 "$ROOT/scripts/render-nginx-config" --port "$PORT" --cert "$WORK/certs/artifacts.pem" --key "$WORK/certs/artifacts.key" \
   --root "$WORK/www" --prefix "$WORK/nginx" --error-log "$WORK/nginx/error.log" > "$WORK/nginx/nginx.conf"
 "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" >"$WORK/nginx/stdout.log" 2>&1 &
-PIDS+=($!)
+NGINX_PID=$!
+PIDS+=($NGINX_PID)
 for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
 URL="https://127.0.0.1:$PORT/bench/$(basename "$FILE")"
 CA="$WORK/certs/ca.pem"
@@ -131,3 +133,24 @@ left=$(stat -c %s "$OUT/ota.bin.part" 2>/dev/null || echo 0)
 echo "interrupted by SIGKILL with $left bytes in ota.bin.part ($(awk -v a="$left" -v b="$SIZE" 'BEGIN { printf "%.1f", 100 * a / b }') %); the rerun:"
 echo "  $(cut -d' ' -f1-5 "$OUT/resumed.txt")"
 grep -q "sha256=$SHA" "$OUT/resumed.txt" || { log "resumed download has the wrong digest"; exit 1; }
+
+# Interruption at ~50 % by a dropped connection: the nginx worker serving the transfer is killed
+# (this nginx is ours; its master starts a new worker) and fetch() continues with a Range request
+# within the same call. bytes_transferred counts every attempt of that call.
+warm
+rm -f "$OUT"/ota.bin*
+"$TOOL" --url "$URL" --dest "$OUT/ota.bin" --size "$SIZE" --sha256 "$SHA" --cafile "$CA" > "$OUT/dropped.txt" 2>&1 &
+victim=$!
+PIDS+=("$victim")
+for _ in $(seq 1 20000); do
+  s=$(stat -c %s "$OUT/ota.bin.part" 2>/dev/null || echo 0)
+  [ "$s" -ge "$half" ] && break
+  kill -0 "$victim" 2>/dev/null || break
+  sleep 0.005
+done
+cut_at=$(stat -c %s "$OUT/ota.bin.part" 2>/dev/null || echo 0)
+for w in $(pgrep -P "$NGINX_PID"); do kill -9 "$w" 2>/dev/null || true; done
+wait "$victim" || { log "the download did not survive the dropped connection: $(cat "$OUT/dropped.txt")"; exit 1; }
+echo "connection dropped (nginx worker killed) with $cut_at bytes on disk ($(awk -v a="$cut_at" -v b="$SIZE" 'BEGIN { printf "%.1f", 100 * a / b }') %); the same call went on:"
+echo "  $(cut -d' ' -f1-5 "$OUT/dropped.txt")"
+grep -q "sha256=$SHA" "$OUT/dropped.txt" || { log "the download after the dropped connection has the wrong digest"; exit 1; }
