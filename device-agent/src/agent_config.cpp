@@ -51,8 +51,11 @@ VersionSource read_source(ObjectReader& parent) {
         s.field = r.opt_str("field").value_or("version");
     } else if (type == "agent") {
         s.type = VersionSource::Type::agent;
+    } else if (type == "docker") {
+        s.type = VersionSource::Type::docker;
+        s.repository = r.str("repository");
     } else if (r.ok()) {
-        r.fail("type", "\"" + type + "\" is not files, version_file or agent");
+        r.fail("type", "\"" + type + "\" is not files, version_file, docker or agent");
     }
     r.reject_unknown();
     if (!r.ok()) parent.fail("version_source", r.error()->message.substr(parent.path_of("version_source").size() + 1));
@@ -188,6 +191,9 @@ nlohmann::ordered_json AgentConfig::to_json() const {
                 c["version_source"] = {{"type", "version_file"}, {"path", s.source.path.string()}, {"field", s.source.field}};
                 break;
             case VersionSource::Type::agent: c["version_source"] = {{"type", "agent"}}; break;
+            case VersionSource::Type::docker:
+                c["version_source"] = {{"type", "docker"}, {"repository", s.source.repository}};
+                break;
             case VersionSource::Type::none: break;
         }
         if (s.health) {

@@ -19,12 +19,13 @@ namespace ota::agent {
 
 // Where the installed version of a component is read from (for inventory and "is it newer").
 struct VersionSource {
-    enum class Type { none, files, version_file, agent };
+    enum class Type { none, files, version_file, agent, docker };
     Type type{Type::none};
     std::filesystem::path dir;   // files: the directory to scan
     std::string pattern;         // files: regex over file names; capture group 1 is the version
     std::filesystem::path path;  // version_file: a JSON file
     std::string field{"version"};  // version_file: the field holding the version
+    std::string repository;        // docker: image repository, e.g. azaion/annotations
 };
 
 struct ComponentSettings {

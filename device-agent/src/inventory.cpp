@@ -2,6 +2,7 @@
 
 #include <regex>
 
+#include "install/command.hpp"
 #include "ota/build_info.hpp"
 #include "ota/files.hpp"
 #include "ota/version.hpp"
@@ -34,6 +35,31 @@ std::optional<std::string> newest_in_dir(const std::filesystem::path& dir, const
     return best->text();
 }
 
+std::optional<std::string> newest_tag(const std::string& output, const std::string& repository) {
+    std::optional<Version> best;
+    std::size_t pos = 0;
+    while (pos < output.size()) {
+        auto end = output.find('\n', pos);
+        if (end == std::string::npos) end = output.size();
+        const auto line = output.substr(pos, end - pos);
+        pos = end + 1;
+        const auto colon = line.rfind(':');
+        if (colon == std::string::npos || line.substr(0, colon) != repository) continue;
+        const auto tag = line.substr(colon + 1);
+        if (tag.empty() || tag == "<none>" || tag == "latest") continue;
+        auto v = Version::parse(tag);
+        if (!v) continue;
+        if (!best) {
+            best = *v;
+            continue;
+        }
+        auto newer = is_newer(*v, *best);
+        if (newer && *newer) best = *v;
+    }
+    if (!best) return std::nullopt;
+    return best->text();
+}
+
 std::optional<std::string> Inventory::version(const std::string& component, const std::optional<std::string>& recorded) {
     const auto it = config_.components.find(component);
     if (it == config_.components.end()) return recorded;
@@ -47,7 +73,19 @@ std::optional<std::string> Inventory::version(const std::string& component, cons
             auto c = cache_.find(component);
             if (c != cache_.end() && !ec && c->second.stamp == stamp) return c->second.version;
             auto v = newest_in_dir(src.dir, src.pattern);
-            cache_[component] = {v, ec ? std::filesystem::file_time_type{} : stamp};
+            cache_[component] = {v, ec ? std::filesystem::file_time_type{} : stamp, {}};
+            return v;
+        }
+        case VersionSource::Type::docker: {
+            // `docker images` is a call to the engine: cached for a minute, dropped after an install.
+            auto c = cache_.find(component);
+            if (c != cache_.end() && std::chrono::steady_clock::now() - c->second.read_at < std::chrono::minutes(1))
+                return c->second.version;
+            auto argv = split_command(it->second.install.docker_command);
+            argv.insert(argv.end(), {"images", "--format", "{{.Repository}}:{{.Tag}}"});
+            const auto r = run_command(argv, {}, std::chrono::seconds(30));
+            auto v = r.ok() ? newest_tag(r.out, src.repository) : recorded;
+            cache_[component] = {v, {}, std::chrono::steady_clock::now()};
             return v;
         }
         case VersionSource::Type::version_file: {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <filesystem>
+#include <chrono>
 #include <map>
 #include <optional>
 #include <string>
@@ -25,10 +26,14 @@ private:
     struct Cached {
         std::optional<std::string> version;
         std::filesystem::file_time_type stamp;
+        std::chrono::steady_clock::time_point read_at;
     };
     const AgentConfig& config_;
     std::map<std::string, Cached> cache_;
 };
+
+// docker source: the newest tag of `repository` among "repo:tag" lines (docker images output).
+[[nodiscard]] std::optional<std::string> newest_tag(const std::string& images_output, const std::string& repository);
 
 // files source: the newest version among file names in `dir` matching `pattern` (group 1).
 [[nodiscard]] std::optional<std::string> newest_in_dir(const std::filesystem::path& dir, const std::string& pattern);
