@@ -106,6 +106,8 @@ struct Agent::Impl {
     bool restart_requested{false};
     bool assignment_seen{false};
     bool connected_once{false};
+    bool waiting_for_window{false};  // an offer waits for the update window: re-check each minute
+    std::chrono::steady_clock::time_point last_window_check{};
     std::chrono::steady_clock::time_point last_inventory{};
     std::chrono::steady_clock::time_point last_inventory_check{};
     std::string published_versions;
@@ -289,6 +291,11 @@ struct Agent::Impl {
         }
         if (!cfg.auto_update && !opts.force_update) {
             log.info("update available; auto-update is off", {{"component", component}, {"version", m.version}});
+            return;
+        }
+        if (cfg.update_window && !opts.force_update && !cfg.update_window->contains(std::chrono::system_clock::now())) {
+            log.info("update available; waiting for the update window", {{"component", component}, {"version", m.version}});
+            waiting_for_window = true;
             return;
         }
         if (m.install.type == InstallType::self && !events_empty()) {
@@ -764,6 +771,11 @@ struct Agent::Impl {
             }
             if (restart_requested) break;
             inventory_tick(now);
+            if (waiting_for_window && now - last_window_check > 60s) {
+                last_window_check = now;
+                waiting_for_window = false;
+                for (const auto& [c, p] : std::map(offers)) evaluate(c, p);
+            }
             if (o.once && !e && !deferred_self &&
                 ((assignment_seen && now - idle_since > 1500ms) || now - start > o.once_wait))
                 break;

@@ -28,6 +28,15 @@ struct VersionSource {
     std::string repository;        // docker: image repository, e.g. azaion/annotations
 };
 
+// When updates may start on this device (UTC). Empty days = every day; start == end = all day.
+// A window that ends before it starts wraps past midnight (22:00-04:00).
+struct UpdateWindow {
+    std::vector<int> days;  // 0 = Sunday ... 6 = Saturday
+    int start_minute{0};    // minutes after midnight
+    int end_minute{0};
+    [[nodiscard]] bool contains(std::chrono::system_clock::time_point t) const;
+};
+
 struct ComponentSettings {
     ComponentConfig install;
     VersionSource source;
@@ -61,6 +70,7 @@ struct AgentConfig {
     int download_attempts{5};
 
     bool auto_update{true};
+    std::optional<UpdateWindow> update_window;  // none: any time
     std::chrono::seconds inventory_interval{300};
     int max_step_restarts{3};  // restarts in the same journal step before giving up
     // Self-update guard (device-agent/ota-agent-launch): the new binary must confirm itself

@@ -296,3 +296,33 @@ TEST_F(AgentTest, InventoryIsRepublishedWhenTheInstalledVersionChanges) {
     EXPECT_TRUE(kit::wait_until([&] { return version() == "2026-03-20"; }, 20s)) << agent.log();
     EXPECT_EQ(agent.stop(), 0);
 }
+
+// An update window that excludes now keeps the offer waiting; --force-update applies it anyway.
+TEST_F(AgentTest, UpdateWindowDefersAndForceUpdateApplies) {
+    const auto now = std::chrono::system_clock::now();
+    const auto hour = std::chrono::duration_cast<std::chrono::hours>(now - std::chrono::floor<std::chrono::days>(now)).count();
+    auto hhmm = [](long h) { return (h % 24 < 10 ? "0" : "") + std::to_string(h % 24) + ":00"; };
+    auto rel = make_release("2026-12-10");
+    const auto config = write_config({{"update_window", {{"start", hhmm(hour + 2)}, {"end", hhmm(hour + 3)}}}});
+    assign();
+    offer(rel);
+    auto waiting = run_once(config);
+    EXPECT_EQ(waiting.exit_code, 0) << waiting.err;
+    EXPECT_TRUE(installed_files().empty());
+    EXPECT_NE(waiting.err.find("waiting for the update window"), std::string::npos) << waiting.err;
+    auto forced = kit::run({OTA_AGENT_BIN, "--config", config.string(), "--once", "--once-wait", "15", "--force-update"}, 45s);
+    EXPECT_EQ(forced.exit_code, 0) << forced.err;
+    EXPECT_EQ(installed_files(), std::vector<std::string>{"model-2026-12-10.trt"}) << forced.err;
+    EXPECT_EQ(status()["stage"], "succeeded");
+}
+
+TEST_F(AgentTest, AutoUpdateZeroInTheEnvironmentDownloadsNothing) {
+    auto rel = make_release("2026-12-11");
+    assign();
+    offer(rel);
+    auto r = kit::run({OTA_AGENT_BIN, "--config", write_config().string(), "--once", "--once-wait", "15"}, 45s,
+                      {{"AUTO_UPDATE", "0"}});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_TRUE(installed_files().empty());
+    EXPECT_NE(r.err.find("auto-update is off"), std::string::npos) << r.err;
+}

@@ -39,6 +39,10 @@ public:
 
     // Record a problem with a field: "<path>.<key>: <problem>".
     void fail(std::string_view key, std::string_view problem);
+    // Take a nested reader's error as this reader's (its message already has the full path).
+    void adopt(const std::optional<Error>& nested) {
+        if (nested && !error_) error_ = nested;
+    }
     // Every key of the object that no read asked for is an error ("unknown field").
     void reject_unknown();
 
