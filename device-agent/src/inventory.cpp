@@ -8,10 +8,34 @@
 #include "ota/version.hpp"
 
 namespace ota::agent {
+namespace {
+
+// Collects candidate version strings and keeps the newest (unparsable or incomparable ones are
+// passed over).
+class Newest {
+public:
+    void offer(const std::string& text) {
+        auto v = Version::parse(text);
+        if (!v) return;
+        if (!best_) {
+            best_ = *v;
+            return;
+        }
+        if (auto newer = is_newer(*v, *best_); newer && *newer) best_ = *v;
+    }
+    [[nodiscard]] std::optional<std::string> result() const {
+        return best_ ? std::optional<std::string>(best_->text()) : std::nullopt;
+    }
+
+private:
+    std::optional<Version> best_;
+};
+
+}  // namespace
 
 std::optional<std::string> newest_in_dir(const std::filesystem::path& dir, const std::string& pattern) {
     std::error_code ec;
-    std::optional<Version> best;
+    Newest best;
     std::regex re;
     try {
         re = std::regex(pattern);
@@ -22,21 +46,13 @@ std::optional<std::string> newest_in_dir(const std::filesystem::path& dir, const
         std::smatch m;
         const auto name = e.path().filename().string();
         if (name.starts_with(".") || !std::regex_match(name, m, re) || m.size() < 2) continue;
-        auto v = Version::parse(m[1].str());
-        if (!v) continue;
-        if (!best) {
-            best = *v;
-            continue;
-        }
-        auto newer = is_newer(*v, *best);
-        if (newer && *newer) best = *v;
+        best.offer(m[1].str());
     }
-    if (!best) return std::nullopt;
-    return best->text();
+    return best.result();
 }
 
 std::optional<std::string> newest_tag(const std::string& output, const std::string& repository) {
-    std::optional<Version> best;
+    Newest best;
     std::size_t pos = 0;
     while (pos < output.size()) {
         auto end = output.find('\n', pos);
@@ -47,17 +63,9 @@ std::optional<std::string> newest_tag(const std::string& output, const std::stri
         if (colon == std::string::npos || line.substr(0, colon) != repository) continue;
         const auto tag = line.substr(colon + 1);
         if (tag.empty() || tag == "<none>" || tag == "latest") continue;
-        auto v = Version::parse(tag);
-        if (!v) continue;
-        if (!best) {
-            best = *v;
-            continue;
-        }
-        auto newer = is_newer(*v, *best);
-        if (newer && *newer) best = *v;
+        best.offer(tag);
     }
-    if (!best) return std::nullopt;
-    return best->text();
+    return best.result();
 }
 
 std::optional<std::string> Inventory::version(const std::string& component, const std::optional<std::string>& recorded) {

@@ -22,6 +22,34 @@ const char* const migrations[] = {
     "CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
 };
 
+void insert_outbox(SQLite::Database& db, const std::string& topic, const std::string& payload, bool retain) {
+    SQLite::Statement q(db, "INSERT INTO outbox (topic, payload, retain) VALUES (?, ?, ?)");
+    q.bind(1, topic);
+    q.bind(2, payload);
+    q.bind(3, retain ? 1 : 0);
+    q.exec();
+}
+
+void insert_applied(SQLite::Database& db, const std::string& component, const std::string& version,
+                    const std::string& sha256, const std::string& result) {
+    SQLite::Statement q(db, "INSERT OR REPLACE INTO applied (component, version, sha256, result, ts) "
+                            "VALUES (?, ?, ?, ?, ?)");
+    q.bind(1, component);
+    q.bind(2, version);
+    q.bind(3, sha256);
+    q.bind(4, result);
+    q.bind(5, format_utc(now_utc()));
+    q.exec();
+}
+
+void upsert_kv(SQLite::Database& db, const std::string& key, const std::string& value) {
+    SQLite::Statement q(db, "INSERT INTO kv (key, value) VALUES (?, ?) "
+                            "ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+    q.bind(1, key);
+    q.bind(2, value);
+    q.exec();
+}
+
 }  // namespace
 
 struct Store::Impl {
@@ -132,11 +160,7 @@ Expected<std::uint64_t> Store::next_seq() {
 
 Expected<std::int64_t> Store::enqueue(const std::string& topic, const std::string& payload, bool retain) {
     return impl_->guarded("queueing a status report", [&] {
-        SQLite::Statement q(impl_->db, "INSERT INTO outbox (topic, payload, retain) VALUES (?, ?, ?)");
-        q.bind(1, topic);
-        q.bind(2, payload);
-        q.bind(3, retain ? 1 : 0);
-        q.exec();
+        insert_outbox(impl_->db, topic, payload, retain);
         return impl_->db.getLastInsertRowid();
     });
 }
@@ -173,16 +197,7 @@ Expected<bool> Store::applied(const std::string& component, const std::string& v
 
 Expected<void> Store::mark_applied(const std::string& component, const std::string& version, const std::string& sha256,
                                    const std::string& result) {
-    return impl_->guarded("recording an applied release", [&] {
-        SQLite::Statement q(impl_->db, "INSERT OR REPLACE INTO applied (component, version, sha256, result, ts) "
-                                       "VALUES (?, ?, ?, ?, ?)");
-        q.bind(1, component);
-        q.bind(2, version);
-        q.bind(3, sha256);
-        q.bind(4, result);
-        q.bind(5, format_utc(now_utc()));
-        q.exec();
-    });
+    return impl_->guarded("recording an applied release", [&] { insert_applied(impl_->db, component, version, sha256, result); });
 }
 
 Expected<void> Store::complete(const std::string& component, const OutboxItem& report, const std::string& version,
@@ -190,26 +205,9 @@ Expected<void> Store::complete(const std::string& component, const OutboxItem& r
                                const std::optional<std::string>& installed_version) {
     return impl_->guarded("completing an update", [&] {
         SQLite::Transaction tx(impl_->db);
-        SQLite::Statement o(impl_->db, "INSERT INTO outbox (topic, payload, retain) VALUES (?, ?, ?)");
-        o.bind(1, report.topic);
-        o.bind(2, report.payload);
-        o.bind(3, report.retain ? 1 : 0);
-        o.exec();
-        SQLite::Statement a(impl_->db, "INSERT OR REPLACE INTO applied (component, version, sha256, result, ts) "
-                                       "VALUES (?, ?, ?, ?, ?)");
-        a.bind(1, component);
-        a.bind(2, version);
-        a.bind(3, sha256);
-        a.bind(4, result);
-        a.bind(5, format_utc(now_utc()));
-        a.exec();
-        if (installed_version) {
-            SQLite::Statement k(impl_->db, "INSERT INTO kv (key, value) VALUES (?, ?) "
-                                           "ON CONFLICT(key) DO UPDATE SET value = excluded.value");
-            k.bind(1, "installed/" + component);
-            k.bind(2, *installed_version);
-            k.exec();
-        }
+        insert_outbox(impl_->db, report.topic, report.payload, report.retain);
+        insert_applied(impl_->db, component, version, sha256, result);
+        if (installed_version) upsert_kv(impl_->db, "installed/" + component, *installed_version);
         SQLite::Statement j(impl_->db, "DELETE FROM journal WHERE component = ?");
         j.bind(1, component);
         j.exec();
@@ -235,13 +233,7 @@ Expected<std::optional<std::string>> Store::get(const std::string& key) {
 }
 
 Expected<void> Store::put(const std::string& key, const std::string& value) {
-    return impl_->guarded("writing a value", [&] {
-        SQLite::Statement q(impl_->db, "INSERT INTO kv (key, value) VALUES (?, ?) "
-                                       "ON CONFLICT(key) DO UPDATE SET value = excluded.value");
-        q.bind(1, key);
-        q.bind(2, value);
-        q.exec();
-    });
+    return impl_->guarded("writing a value", [&] { upsert_kv(impl_->db, key, value); });
 }
 
 }  // namespace ota::agent
