@@ -193,3 +193,46 @@ TEST_F(AgentInstallTypesTest, SelfUpdateWithABrokenNewBinaryRestoresTheOldOne) {
     EXPECT_EQ(s["version"], "99.0.0");
     EXPECT_FALSE(fs::exists(dir / "state" / "self-update.env"));
 }
+
+// A good self-update: the agent (0.1.0) installs a newer agent binary (ota-agent-next, which
+// reports 99.0.0), exits 3, the launcher starts the new binary under its guard, and the new agent
+// confirms itself: `succeeded`, the guard removed, <bin>.old kept, the inventory says 99.0.0.
+TEST_F(AgentInstallTypesTest, SelfUpdateToAWorkingNewBinaryIsConfirmed) {
+    const auto bin = dir / "bin" / "ota-agent";
+    fs::create_directories(bin.parent_path());
+    fs::copy_file(OTA_AGENT_BIN, bin);
+    const auto original = kit::read_file(bin);
+    const auto cfg = write_config({{"binary_path", bin.string()},
+                                   {"components", {{"detection-model", nullptr}, {"ota-agent", {{"version_source", {{"type", "agent"}}}}}}}});
+    auto signed_release = kit::run({OTA_PUBLISH_BIN, "publish", "--dry-run", "--signing-key", (keys->path() / "release.key").string(),
+                                    "--component", "ota-agent", "--version", "99.0.0", "--artifact", OTA_AGENT_NEXT_BIN,
+                                    "--url", server->url("models/" + fleet + "/ota-agent-99.0.0"), "--copy-to",
+                                    server->root().string(), "--install", "self"});
+    ASSERT_EQ(signed_release.exit_code, 0) << signed_release.err;
+    assign();
+    json msg{{"rollout", "r-self"}, {"state", "open"}, {"release", json::parse(signed_release.out)}};
+    ASSERT_EQ(kit::mosquitto_pub(*broker, pki, "controller", "ota/v1/fleets/" + fleet + "/waves/canary/ota-agent", msg.dump(), true)
+                  .exit_code,
+              0);
+    const auto launcher = (kit::source_dir() / "device-agent" / "ota-agent-launch").string();
+    std::vector<int> exits;
+    std::string logs;
+    for (int start = 0; start < 4; ++start) {
+        auto r = kit::run({launcher, "--state-dir", (dir / "state").string(), "--bin", bin.string(), "--", "--config",
+                           cfg.string(), "--once", "--once-wait", "15"},
+                          60s);
+        exits.push_back(r.exit_code);
+        logs += r.err;
+        if (r.exit_code == 0) break;
+    }
+    EXPECT_EQ(exits, (std::vector<int>{3, 0})) << logs;
+    EXPECT_TRUE(kit::read_file(bin) == kit::read_file(OTA_AGENT_NEXT_BIN)) << "the new agent binary is in place";
+    EXPECT_TRUE(kit::read_file(bin.string() + ".old") == original) << "the previous binary is kept";
+    EXPECT_FALSE(fs::exists(dir / "state" / "self-update.env")) << logs;
+    auto st = kit::mosquitto_sub(*broker, pki, "operator", "ota/v1/devices/" + device + "/status/ota-agent", 1, 1500ms);
+    ASSERT_EQ(st.messages.size(), 1u) << logs;
+    EXPECT_EQ(json::parse(st.messages[0].second)["stage"], "succeeded") << logs;
+    auto inv = kit::mosquitto_sub(*broker, pki, "operator", "ota/v1/devices/" + device + "/inventory", 1, 1500ms);
+    ASSERT_EQ(inv.messages.size(), 1u);
+    EXPECT_EQ(json::parse(inv.messages[0].second)["agent_version"], "99.0.0");
+}
