@@ -1,5 +1,6 @@
 // ota-publish: sign a release manifest and publish it retained (docs/protocol.md, "Releases").
-//   ota-publish publish ...   hash the artifact, sign, publish to <prefix>/releases/<component>/<channel>
+//   ota-publish publish ...   hash the artifact (encrypted first with --encrypt-key), sign, publish to
+//                             <prefix>/releases/<component>/<channel>
 //   ota-publish keygen ...    make an Ed25519 signing key pair
 //   ota-publish verify ...    check an envelope against trusted public keys
 // Exit status: 0 done, 1 failed (one line on stderr says why), 2 usage error.
@@ -40,7 +41,7 @@ int main(int argc, char** argv) {
     ota::publisher::ReleaseRequest rq;
     ota::mqtt::Options mq;
     mq.client_id = default_client_id();
-    std::string signing_key, prefix{ota::Topics::default_prefix}, copy_to;
+    std::string signing_key, prefix{ota::Topics::default_prefix}, copy_to, encrypt_key, encrypt_key_id;
     bool dry_run = false;
     int timeout_s = 10;
     auto* pub = app.add_subcommand("publish", "Hash an artifact, sign its manifest and publish it retained");
@@ -67,7 +68,14 @@ int main(int argc, char** argv) {
     pub->add_option("--expires-in-days", rq.expires_in_days, "Days until the manifest expires (0: never)")
         ->capture_default_str();
     pub->add_flag("--rollback", rq.rollback, "Signed rollback: may be installed over a newer version");
-    pub->add_option("--copy-to", copy_to, "Also copy the artifact under DIR at the URL's path");
+    auto* copy_opt = pub->add_option("--copy-to", copy_to, "Also copy the artifact under DIR at the URL's path");
+    auto* key_opt = pub->add_option("--encrypt-key", encrypt_key,
+                                    "Encrypt the artifact (AES-256-GCM) with this key file (32 raw bytes or 64 hex "
+                                    "characters); the ciphertext goes to --copy-to and the manifest describes it");
+    auto* key_id_opt = pub->add_option("--encrypt-key-id", encrypt_key_id,
+                                       "The key's id on the devices (<decrypt_keys_dir>/<id>.key), put in the manifest");
+    key_opt->needs(key_id_opt)->needs(copy_opt);
+    key_id_opt->needs(key_opt);
     pub->add_flag("--dry-run", dry_run, "Print the signed envelope instead of publishing it (--copy-to still copies)");
 
     // keygen
@@ -126,18 +134,18 @@ int main(int argc, char** argv) {
     // publish: everything that can fail locally is checked before connecting.
     auto key = ota::crypto::PrivateKey::load(signing_key);
     if (!key) return failed(key.error());
-    auto manifest = ota::publisher::build_manifest(rq, ota::now_utc());
-    if (!manifest) return failed(manifest.error());
-    const auto envelope = ota::make_envelope(*manifest, *key);
     if (!dry_run && mq.broker.empty())
         return failed({ota::ErrorCode::config_invalid, "--broker is required unless --dry-run"});
-    // The artifact is in place before any device can learn of the release (also with --dry-run,
-    // which only leaves out the publish).
-    if (!copy_to.empty()) {
-        auto dest = ota::publisher::copy_destination(copy_to, rq.url);
-        if (!dest) return failed(dest.error());
-        if (auto c = ota::copy_file_atomic(rq.artifact, *dest); !c) return failed(c.error());
+    if (!encrypt_key.empty()) {
+        auto k = ota::publisher::load_encryption_key(encrypt_key, encrypt_key_id);
+        if (!k) return failed(k.error());
+        rq.encrypt = std::move(*k);
     }
+    // The artifact (or its ciphertext) is in place before any device can learn of the release
+    // (also with --dry-run, which only leaves out the publish).
+    auto manifest = ota::publisher::prepare_release(rq, copy_to, ota::now_utc());
+    if (!manifest) return failed(manifest.error());
+    const auto envelope = ota::make_envelope(*manifest, *key);
     if (dry_run) {
         std::printf("%s\n", nlohmann::ordered_json::parse(envelope).dump(2).c_str());
         return 0;
@@ -145,8 +153,10 @@ int main(int argc, char** argv) {
     mq.connect_timeout = std::chrono::seconds(timeout_s);
     const auto topic = ota::Topics(prefix).release(rq.component, rq.channel);
     if (auto p = ota::publisher::publish_retained(mq, topic, envelope); !p) return failed(p.error());
-    std::printf("published %s %s (%s) to %s: %llu bytes, sha256 %s, key %s\n", rq.component.c_str(), rq.version.c_str(),
+    const auto& enc = manifest->artifact.encryption;
+    std::printf("published %s %s (%s) to %s: %llu bytes, sha256 %s, key %s%s\n", rq.component.c_str(), rq.version.c_str(),
                 rq.channel.c_str(), topic.c_str(), static_cast<unsigned long long>(manifest->artifact.size),
-                manifest->artifact.sha256.c_str(), key->public_key().key_id().c_str());
+                manifest->artifact.sha256.c_str(), key->public_key().key_id().c_str(),
+                enc ? (", encrypted for device key " + enc->key_id).c_str() : "");
     return 0;
 }

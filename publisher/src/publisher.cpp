@@ -1,8 +1,24 @@
 #include "publisher.hpp"
 
+#include <algorithm>
+
+#include "ota/file_crypto.hpp"
+#include "ota/files.hpp"
 #include "ota/topics.hpp"
 
 namespace ota::publisher {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Check the manifest exactly as a verifier will read it.
+Expected<Manifest> validated(Manifest m) {
+    auto json = nlohmann::json::parse(m.to_json().dump());
+    if (auto checked = Manifest::from_json(json); !checked) return std::unexpected(checked.error());
+    return m;
+}
+
+}  // namespace
 
 Expected<Manifest> build_manifest(const ReleaseRequest& rq, Timestamp now) {
     auto bad = [](std::string msg) { return fail(ErrorCode::manifest_invalid, std::move(msg)); };
@@ -34,9 +50,58 @@ Expected<Manifest> build_manifest(const ReleaseRequest& rq, Timestamp now) {
     m.artifact.sha256 = digest->sha256;
     m.key_id = std::string(16, '0');  // replaced when signed
 
-    // Validate the result exactly as a verifier will.
-    auto json = nlohmann::json::parse(m.to_json().dump());
-    if (auto checked = Manifest::from_json(json); !checked) return std::unexpected(checked.error());
+    return validated(std::move(m));
+}
+
+Expected<EncryptionKey> load_encryption_key(const fs::path& file, const std::string& key_id) {
+    const bool id_ok = !key_id.empty() && key_id.size() <= 64 && key_id.front() != '.' &&
+                       std::all_of(key_id.begin(), key_id.end(), [](char c) {
+                           return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                                  c == '_' || c == '-';
+                       });
+    if (!id_ok)
+        return fail(ErrorCode::config_invalid, "--encrypt-key-id: expected 1-64 characters of A-Z a-z 0-9 . _ - not starting "
+                                               "with '.', got \"" + key_id + "\"");
+    auto key = crypto::load_aes_key(file);
+    if (!key) return std::unexpected(key.error().with_context("--encrypt-key"));
+    return EncryptionKey{std::move(*key), key_id};
+}
+
+Expected<Manifest> prepare_release(const ReleaseRequest& rq, const fs::path& copy_to, Timestamp now) {
+    if (!rq.encrypt) {
+        auto m = build_manifest(rq, now);
+        if (!m || copy_to.empty()) return m;
+        auto dest = copy_destination(copy_to, rq.url);
+        if (!dest) return std::unexpected(dest.error());
+        if (auto c = copy_file_atomic(rq.artifact, *dest); !c) return std::unexpected(c.error());
+        return m;
+    }
+    if (copy_to.empty())
+        return fail(ErrorCode::config_invalid, "--encrypt-key needs --copy-to: the encrypted artifact is written only there");
+    auto dest = copy_destination(copy_to, rq.url);
+    if (!dest) return std::unexpected(dest.error());
+    std::error_code ec;
+    fs::create_directories(dest->parent_path(), ec);
+    if (ec) return fail(ErrorCode::io_error, "cannot create directory " + dest->parent_path().string() + ": " + ec.message());
+    // Encrypted beside its final name (hidden), renamed into place once the manifest is valid.
+    const auto staged = dest->parent_path() / ("." + dest->filename().string() + ".encrypting");
+    auto params = crypto::encrypt_file(rq.artifact, staged, rq.encrypt->key);
+    if (!params) return std::unexpected(params.error().with_context("artifact"));
+    auto cipher = rq;
+    cipher.artifact = staged;
+    auto m = build_manifest(cipher, now);
+    if (m) {
+        m->artifact.encryption =
+            Encryption{std::string(crypto::aes_256_gcm), rq.encrypt->key_id, params->iv, params->tag};
+        m = validated(std::move(*m));
+    }
+    if (m) {
+        if (fs::rename(staged, *dest, ec); ec)
+            m = fail(ErrorCode::io_error, "renaming " + staged.string() + " to " + dest->string() + ": " + ec.message());
+        else if (auto d = fsync_dir(dest->parent_path()); !d)
+            m = std::unexpected(d.error());
+    }
+    if (!m) fs::remove(staged, ec);
     return m;
 }
 

@@ -41,22 +41,6 @@ fs::path temp_name(const fs::path& path) {
     return path.parent_path() / (path.filename().string() + ".tmp." + std::to_string(::getpid()));
 }
 
-Expected<void> finish(Fd& out, const fs::path& tmp, const fs::path& path) {
-    if (::fsync(out.fd) != 0) {
-        const int err = errno;
-        ::unlink(tmp.c_str());
-        return io_fail("syncing", tmp, err);
-    }
-    ::close(out.fd);
-    out.fd = -1;
-    if (::rename(tmp.c_str(), path.c_str()) != 0) {
-        const int err = errno;
-        ::unlink(tmp.c_str());
-        return io_fail("renaming into", path, err);
-    }
-    return fsync_dir(path.parent_path().empty() ? fs::path(".") : path.parent_path());
-}
-
 }  // namespace
 
 Expected<std::string> read_file(const fs::path& path, std::size_t max_bytes) {
@@ -86,16 +70,61 @@ Expected<void> fsync_dir(const fs::path& dir) {
     return {};
 }
 
-Expected<void> write_file_atomic(const fs::path& path, std::string_view content, unsigned mode) {
-    const auto tmp = temp_name(path);
-    Fd out{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, static_cast<mode_t>(mode))};
-    if (out.fd < 0) return io_fail("cannot create", tmp, errno);
-    if (::fchmod(out.fd, static_cast<mode_t>(mode)) != 0) return io_fail("chmod", tmp, errno);
-    if (auto w = write_all(out.fd, content.data(), content.size(), tmp); !w) {
-        ::unlink(tmp.c_str());
-        return w;
+Expected<AtomicFileWriter> AtomicFileWriter::create(const fs::path& path, unsigned mode) {
+    auto tmp = temp_name(path);
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, static_cast<mode_t>(mode));
+    if (fd < 0) return io_fail("cannot create", tmp, errno);
+    AtomicFileWriter w(path, std::move(tmp), fd);
+    if (::fchmod(fd, static_cast<mode_t>(mode)) != 0) return io_fail("chmod", w.tmp_, errno);
+    return w;
+}
+
+AtomicFileWriter::AtomicFileWriter(fs::path path, fs::path tmp, int fd)
+    : path_(std::move(path)), tmp_(std::move(tmp)), fd_(fd) {}
+
+AtomicFileWriter::AtomicFileWriter(AtomicFileWriter&& other) noexcept
+    : path_(std::move(other.path_)), tmp_(std::move(other.tmp_)), fd_(other.fd_) {
+    other.fd_ = -1;
+}
+
+AtomicFileWriter::~AtomicFileWriter() { discard(); }
+
+void AtomicFileWriter::discard() {
+    if (fd_ < 0) return;
+    ::close(fd_);
+    fd_ = -1;
+    ::unlink(tmp_.c_str());
+}
+
+Expected<void> AtomicFileWriter::write(std::string_view data) {
+    if (fd_ < 0) return fail(ErrorCode::internal, "writing " + tmp_.string() + " after it was closed");
+    auto w = write_all(fd_, data.data(), data.size(), tmp_);
+    if (!w) discard();
+    return w;
+}
+
+Expected<void> AtomicFileWriter::commit() {
+    if (fd_ < 0) return fail(ErrorCode::internal, "committing " + tmp_.string() + " after it was closed");
+    if (::fsync(fd_) != 0) {
+        const int err = errno;
+        discard();
+        return io_fail("syncing", tmp_, err);
     }
-    return finish(out, tmp, path);
+    ::close(fd_);
+    fd_ = -1;
+    if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
+        const int err = errno;
+        ::unlink(tmp_.c_str());
+        return io_fail("renaming into", path_, err);
+    }
+    return fsync_dir(path_.parent_path().empty() ? fs::path(".") : path_.parent_path());
+}
+
+Expected<void> write_file_atomic(const fs::path& path, std::string_view content, unsigned mode) {
+    auto out = AtomicFileWriter::create(path, mode);
+    if (!out) return std::unexpected(out.error());
+    if (auto w = out->write(content); !w) return w;
+    return out->commit();
 }
 
 Expected<void> copy_file_atomic(const fs::path& from, const fs::path& to) {
@@ -104,25 +133,19 @@ Expected<void> copy_file_atomic(const fs::path& from, const fs::path& to) {
     std::error_code ec;
     if (!to.parent_path().empty()) fs::create_directories(to.parent_path(), ec);
     if (ec) return fail(ErrorCode::io_error, "cannot create directory " + to.parent_path().string() + ": " + ec.message());
-    const auto tmp = temp_name(to);
-    Fd out{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)};
-    if (out.fd < 0) return io_fail("cannot create", tmp, errno);
+    auto out = AtomicFileWriter::create(to, 0644);
+    if (!out) return std::unexpected(out.error());
     char buf[1 << 16];
     while (true) {
         const auto n = ::read(in.fd, buf, sizeof buf);
         if (n < 0) {
             if (errno == EINTR) continue;
-            const int err = errno;
-            ::unlink(tmp.c_str());
-            return io_fail("cannot read", from, err);
+            return io_fail("cannot read", from, errno);
         }
         if (n == 0) break;
-        if (auto w = write_all(out.fd, buf, static_cast<std::size_t>(n), tmp); !w) {
-            ::unlink(tmp.c_str());
-            return w;
-        }
+        if (auto w = out->write({buf, static_cast<std::size_t>(n)}); !w) return w;
     }
-    return finish(out, tmp, to);
+    return out->commit();
 }
 
 }  // namespace ota

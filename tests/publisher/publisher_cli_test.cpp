@@ -7,9 +7,11 @@
 
 #include "kit.hpp"
 #include "ota/crypto.hpp"
+#include "ota/file_crypto.hpp"
 #include "ota/manifest.hpp"
 
 namespace kit = ota::testkit;
+namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
 class PublisherCli : public ::testing::Test {
@@ -179,4 +181,72 @@ TEST_F(PublisherCli, VerifyNamesWhyATamperedEnvelopeFails) {
                        (dir->path() / "tampered.json").string()});
     EXPECT_EQ(v.exit_code, 1);
     EXPECT_NE(v.err.find("signature_invalid: " + (dir->path() / "tampered.json").string()), std::string::npos) << v.err;
+}
+
+// --encrypt-key: nginx serves the ciphertext, the retained manifest carries artifact.encryption
+// and the size and hash of what is served; the key decrypts it to the artifact, another key does
+// not (decrypt_failed).
+TEST_F(PublisherCli, EncryptedArtifactIsServedAsCiphertextThatOnlyTheKeyDecrypts) {
+    kit::ArtifactServer server(pki);
+    kit::write_file(dir->path() / "fleet-2026.key", std::string(64, 'a') + "\n");
+    auto args = publish_args("encrypted");
+    args.back() = "5";
+    args.insert(args.end(), {"--copy-to", server.root().string(), "--encrypt-key", (dir->path() / "fleet-2026.key").string(),
+                             "--encrypt-key-id", "fleet-2026"});
+    auto r = kit::run(args);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("encrypted for device key fleet-2026"), std::string::npos) << r.out;
+
+    auto got = retained("encrypted");
+    ASSERT_EQ(got.size(), 1u);
+    ota::crypto::TrustStore trusted;
+    ASSERT_TRUE(trusted.load(dir->path() / "release.pub"));
+    auto release = ota::open_envelope(got[0].second, trusted, ota::now_utc(), "received");
+    ASSERT_TRUE(release) << release.error().message;
+    const auto& artifact = release->manifest.artifact;
+    ASSERT_TRUE(artifact.encryption);
+    EXPECT_EQ(artifact.encryption->alg, "aes-256-gcm");
+    EXPECT_EQ(artifact.encryption->key_id, "fleet-2026");
+
+    const auto fetched = dir->path() / "fetched.enc";
+    auto curl = kit::run({"curl", "-sS", "--fail", "--cacert", pki.ca().string(), "-o", fetched.string(),
+                          server.url("models/model-2026-03-10.trt")});
+    ASSERT_EQ(curl.exit_code, 0) << curl.err;
+    const auto cipher = kit::read_file(fetched);
+    EXPECT_NE(cipher, std::string(100000, 'm'));
+    EXPECT_EQ(artifact.size, cipher.size());
+    EXPECT_EQ(artifact.sha256, ota::crypto::sha256_hex(cipher));
+
+    const ota::crypto::GcmParams params{artifact.encryption->iv, artifact.encryption->tag};
+    auto ok = ota::crypto::decrypt_file(fetched, dir->path() / "plain", std::string(32, '\xaa'), params);
+    ASSERT_TRUE(ok) << ok.error().describe();
+    EXPECT_EQ(kit::read_file(dir->path() / "plain"), std::string(100000, 'm'));
+    auto wrong = ota::crypto::decrypt_file(fetched, dir->path() / "wrong", std::string(32, '\xab'), params);
+    ASSERT_FALSE(wrong);
+    EXPECT_EQ(wrong.error().code, ota::ErrorCode::decrypt_failed);
+}
+
+TEST_F(PublisherCli, EncryptKeyNeedsItsIdAndCopyTo) {
+    kit::write_file(dir->path() / "k.key", std::string(32, 'k'));
+    const auto www = (dir->path() / "www").string();
+    auto base = publish_args("enc-usage");
+    base.insert(base.end(), {"--dry-run", "--encrypt-key", (dir->path() / "k.key").string()});
+    auto no_id = base;
+    no_id.insert(no_id.end(), {"--copy-to", www});
+    auto r1 = kit::run(no_id);
+    EXPECT_EQ(r1.exit_code, 2) << r1.err;
+    EXPECT_NE(r1.err.find("--encrypt-key requires --encrypt-key-id"), std::string::npos) << r1.err;
+    auto no_copy = base;
+    no_copy.insert(no_copy.end(), {"--encrypt-key-id", "k"});
+    auto r2 = kit::run(no_copy);
+    EXPECT_EQ(r2.exit_code, 2) << r2.err;
+    EXPECT_NE(r2.err.find("--encrypt-key requires --copy-to"), std::string::npos) << r2.err;
+
+    kit::write_file(dir->path() / "bad.key", "not a key\n");
+    auto bad = no_copy;
+    bad.insert(bad.end(), {"--copy-to", www});
+    std::replace(bad.begin(), bad.end(), (dir->path() / "k.key").string(), (dir->path() / "bad.key").string());
+    auto r3 = kit::run(bad);
+    expect_one_line_error(r3, "key_invalid: --encrypt-key: " + (dir->path() / "bad.key").string());
+    EXPECT_FALSE(fs::exists(dir->path() / "www" / "models" / "model-2026-03-10.trt"));
 }

@@ -18,9 +18,9 @@
 #include <algorithm>
 #include <cerrno>
 
-#include "install/file_crypto.hpp"
 #include "install/fsutil.hpp"
 #include "install/installers.hpp"
+#include "ota/file_crypto.hpp"
 #include "ota/files.hpp"
 
 namespace ota::agent::detail {
@@ -60,6 +60,33 @@ fs::path ledger_path(const InstallRequest& request, const Paths& p) {
     return p.dir / (".ota-placed." + (is_safe_name(c) ? c : std::string("component")) + ".json");
 }
 
+// The device key for `key_id`: <decrypt_keys_dir>/<key_id>.key (ota/file_crypto.hpp says what a
+// key file may hold). decrypt_failed naming the key id when there is none or it is malformed.
+Expected<std::string> load_decrypt_key(const fs::path& keys_dir, const std::string& key_id) {
+    if (keys_dir.empty())
+        return fail(ErrorCode::decrypt_failed,
+                    "the artifact is encrypted with key '" + key_id + "' but no decrypt_keys_dir is configured");
+    if (!is_safe_name(key_id)) return fail(ErrorCode::decrypt_failed, "invalid key id '" + key_id + "'");
+    auto key = crypto::load_aes_key(keys_dir / (key_id + ".key"));
+    if (!key) return fail(ErrorCode::decrypt_failed, "no usable key for key id '" + key_id + "': " + key.error().message);
+    return key;
+}
+
+// Decrypt the artifact into the new file `out` (as copy_to_new_file writes a plain one): fsync'd,
+// and removed again unless the ciphertext authenticated.
+Expected<void> decrypt_to_new_file(const fs::path& in, const fs::path& out, const Encryption& enc,
+                                   const fs::path& keys_dir) {
+    if (enc.alg != crypto::aes_256_gcm)
+        return fail(ErrorCode::decrypt_failed, "unsupported encryption algorithm \"" + enc.alg + "\"");
+    auto key = load_decrypt_key(keys_dir, enc.key_id);
+    if (!key) return std::unexpected(key.error());
+    return write_new_file(out, 0644, [&](const ChunkWriter& write) -> Expected<void> {
+        auto d = crypto::decrypt_stream(in, *key, {enc.iv, enc.tag}, write);
+        if (!d) return std::unexpected(d.error().with_context("key '" + enc.key_id + "'"));
+        return {};
+    });
+}
+
 std::optional<FileId> new_id(const json& record) {
     return record.contains("new") ? FileId::from_json(record["new"]) : std::nullopt;
 }
@@ -78,9 +105,7 @@ public:
 
         const auto& enc = request.manifest.artifact.encryption;
         if (enc) {
-            auto key = load_decrypt_key(request.config.decrypt_keys_dir, enc->key_id);
-            if (!key) return std::unexpected(key.error());
-            if (auto d = decrypt_file(request.artifact, p->staged(), *key, *enc, 0644); !d)
+            if (auto d = decrypt_to_new_file(request.artifact, p->staged(), *enc, request.config.decrypt_keys_dir); !d)
                 return std::unexpected(d.error());
         } else {
             if (auto c = copy_to_new_file(request.artifact, p->staged(), 0644); !c)

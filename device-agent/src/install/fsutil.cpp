@@ -94,14 +94,25 @@ Expected<void> remove_tree_durable(const fs::path& dir) {
     return {};
 }
 
-Expected<void> copy_to_new_file(const fs::path& from, const fs::path& to, unsigned mode) {
-    Fd in(::open(from.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!in.valid()) return sys_fail(ErrorCode::io_error, "cannot read", from, errno);
+Expected<void> write_new_file(const fs::path& to, unsigned mode, const std::function<Expected<void>(const ChunkWriter&)>& fill) {
     if (::unlink(to.c_str()) != 0 && errno != ENOENT) return sys_fail(ErrorCode::io_error, "removing", to, errno);
     Fd out(::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, static_cast<mode_t>(mode)));
     if (!out.valid()) return sys_fail(ErrorCode::io_error, "cannot create", to, errno);
     auto result = [&]() -> Expected<void> {
         if (::fchmod(out.get(), static_cast<mode_t>(mode)) != 0) return sys_fail(ErrorCode::io_error, "chmod", to, errno);
+        if (auto f = fill([&](std::string_view chunk) { return write_all(out.get(), chunk.data(), chunk.size(), to); }); !f)
+            return f;
+        return fsync_fd(out.get(), to);
+    }();
+    out.reset();
+    if (!result) ::unlink(to.c_str());
+    return result;
+}
+
+Expected<void> copy_to_new_file(const fs::path& from, const fs::path& to, unsigned mode) {
+    Fd in(::open(from.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!in.valid()) return sys_fail(ErrorCode::io_error, "cannot read", from, errno);
+    return write_new_file(to, mode, [&](const ChunkWriter& write) -> Expected<void> {
         std::string buf(1 << 20, '\0');
         while (true) {
             const auto n = ::read(in.get(), buf.data(), buf.size());
@@ -109,14 +120,10 @@ Expected<void> copy_to_new_file(const fs::path& from, const fs::path& to, unsign
                 if (errno == EINTR) continue;
                 return sys_fail(ErrorCode::io_error, "cannot read", from, errno);
             }
-            if (n == 0) break;
-            if (auto w = write_all(out.get(), buf.data(), static_cast<std::size_t>(n), to); !w) return w;
+            if (n == 0) return {};
+            if (auto w = write({buf.data(), static_cast<std::size_t>(n)}); !w) return w;
         }
-        return fsync_fd(out.get(), to);
-    }();
-    out.reset();
-    if (!result) ::unlink(to.c_str());
-    return result;
+    });
 }
 
 Expected<void> link_or_copy_durable(const fs::path& target, const fs::path& link_path, unsigned mode) {

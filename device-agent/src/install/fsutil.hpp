@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -75,8 +76,12 @@ struct FileId {
 // Remove a directory tree so that a crash midway never leaves a half-deleted tree under its
 // name: rename it to "<parent>/.<name>.deleting" (fsync), then delete that.
 [[nodiscard]] Expected<void> remove_tree_durable(const fs::path& dir);
-// Copy `from` into a new file `to` (O_EXCL after removing a stale one) with `mode`, streaming,
-// fsync'd; on failure `to` is removed.
+// Create `to` as a new file (O_EXCL after removing a stale one) with `mode`, let `fill` write its
+// content through the writer it is given, fsync it; on any failure `to` is removed.
+using ChunkWriter = std::function<Expected<void>(std::string_view chunk)>;
+[[nodiscard]] Expected<void> write_new_file(const fs::path& to, unsigned mode,
+                                            const std::function<Expected<void>(const ChunkWriter&)>& fill);
+// Copy `from` into a new file `to` as write_new_file does, streaming.
 [[nodiscard]] Expected<void> copy_to_new_file(const fs::path& from, const fs::path& to, unsigned mode);
 // Replace `link_path` with a hard link to `target` (via "<link_path>.tmp" + rename), falling back to
 // a copy (same mode) where hard links are not possible; durable.

@@ -18,6 +18,30 @@ namespace ota {
 // Copy `from` to `to` atomically (temp file in the target directory, fsync, rename, fsync dir),
 // creating the target's parent directories.
 [[nodiscard]] Expected<void> copy_file_atomic(const std::filesystem::path& from, const std::filesystem::path& to);
+// A file written in pieces and put in place atomically, for content too large to hold in memory:
+// the bytes go to "<path>.tmp.<pid>" in the target's directory; commit() fsyncs it, renames it
+// over `path` and fsyncs the directory. Destroyed without a successful commit(), the temp file
+// is removed and `path` is untouched.
+class AtomicFileWriter {
+public:
+    // `mode` applies to the new file.
+    [[nodiscard]] static Expected<AtomicFileWriter> create(const std::filesystem::path& path, unsigned mode = 0644);
+    AtomicFileWriter(AtomicFileWriter&& other) noexcept;
+    AtomicFileWriter& operator=(AtomicFileWriter&&) = delete;
+    AtomicFileWriter(const AtomicFileWriter&) = delete;
+    AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
+    ~AtomicFileWriter();
+    [[nodiscard]] Expected<void> write(std::string_view data);
+    [[nodiscard]] Expected<void> commit();
+
+private:
+    AtomicFileWriter(std::filesystem::path path, std::filesystem::path tmp, int fd);
+    void discard();
+    std::filesystem::path path_;
+    std::filesystem::path tmp_;
+    int fd_{-1};
+};
+
 // fsync a directory so a rename inside it is durable.
 [[nodiscard]] Expected<void> fsync_dir(const std::filesystem::path& dir);
 
