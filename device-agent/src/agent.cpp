@@ -509,11 +509,7 @@ struct Agent::Impl {
         if (stage == kCommitting) {
             if (auto c = installer->commit(request, j.value("record", json::object())); !c)
                 log.warn("commit clean-up failed; the new version stays", {{"error", c.error().message}});
-            // What an operator's "rollback" needs later: the release, its record, what was before.
-            json last{{"envelope", j.value("envelope", "")}, {"rollout", rollout},
-                      {"accepted_at", j.value("accepted_at", "")}, {"record", j.value("record", json::object())}};
-            if (j.contains("previous_version")) last["previous_version"] = j["previous_version"];
-            (void)store->put("last_install/" + component, last.dump());
+            keep_for_operator_rollback(component, j);
             const auto payload = status_payload(component, m.version, rollout, "succeeded", std::nullopt, std::nullopt);
             if (auto done = store->complete(component, {0, topics.status(cfg.device_id, component), payload, true}, m.version,
                                             m.artifact.sha256, "succeeded", m.version);
@@ -535,23 +531,42 @@ struct Agent::Impl {
         return true;
     }
 
+    // What an operator's "rollback" needs later (from the journal of a finished install): the
+    // release, the installer's record, the version before it.
+    void keep_for_operator_rollback(const std::string& component, const json& j) {
+        json last{{"envelope", j.value("envelope", "")}, {"rollout", j.value("rollout", "")},
+                  {"accepted_at", j.value("accepted_at", "")}, {"record", j.value("record", json::object())}};
+        if (j.contains("previous_version")) last["previous_version"] = j["previous_version"];
+        (void)store->put("last_install/" + component, last.dump());
+    }
+
     void finish_rollback(const std::string& component, const Manifest& m0, const std::string& rollout, const json& j) {
         const Manifest m = install_manifest(m0);
         const auto& settings = cfg.components.at(component);
         InstallRequest request{m, staged_artifact(component, m), staging_dir(component) / "work", settings.install};
         // Also without a record (prepare interrupted before its record was journalled): rollback
         // then removes what prepare may have left (hidden temp files, .partial dirs, <bin>.new).
-        if (auto r = make_installer(m.install.type)->rollback(request, j.value("record", json::object())); !r)
-            log.error("rollback failed", {{"component", component}, {"error", r.error().message}});
-        const auto final_stage = j.value("final", "failed");
+        // An operator's rollback undoes a committed install: the installer's revert.
+        const bool by_operator = j.value("operator", false);
+        const auto installer = make_installer(m.install.type);
+        const auto record = j.value("record", json::object());
+        auto undone = by_operator ? installer->revert(request, record) : installer->rollback(request, record);
+        if (!undone) log.error("rollback failed", {{"component", component}, {"error", undone.error().message}});
+        auto final_stage = j.value("final", "failed");
         const auto& e = j.contains("error") ? j["error"] : json::object();
         Error error{ErrorCode::internal, e.value("message", "")};
         for (int c = 0; c <= static_cast<int>(ErrorCode::internal); ++c)
             if (to_string(static_cast<ErrorCode>(c)) == e.value("code", "")) error.code = static_cast<ErrorCode>(c);
+        // An operator's rollback that could not be carried out leaves the new version installed.
+        if (by_operator && !undone) {
+            final_stage = "failed";
+            error = undone.error().with_context("the rollback an operator asked for failed");
+            keep_for_operator_rollback(component, j);  // it may be asked for again
+        }
         const auto payload = status_payload(component, m.version, rollout, final_stage, std::nullopt, error);
         // An operator's rollback undoes a finished install: the version before it is current again.
         std::optional<std::string> installed;
-        if (j.value("operator", false) && j.contains("previous_version")) installed = j["previous_version"].get<std::string>();
+        if (by_operator && undone && j.contains("previous_version")) installed = j["previous_version"].get<std::string>();
         if (auto done = store->complete(component, {0, topics.status(cfg.device_id, component), payload, true}, m.version,
                                         m.artifact.sha256, final_stage, installed);
             !done) {

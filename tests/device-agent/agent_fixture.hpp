@@ -121,6 +121,13 @@ protected:
         ASSERT_EQ(r.exit_code, 0) << r.err;
     }
 
+    // A command on devices/<id>/cmd from the controller (queued in the device's persistent
+    // session while the agent is offline).
+    void command(const json& cmd) {
+        auto r = kit::mosquitto_pub(*broker, pki, "controller", "ota/v1/devices/" + device + "/cmd", cmd.dump(), false);
+        ASSERT_EQ(r.exit_code, 0) << r.err;
+    }
+
     fs::path write_config(json extra = json::object()) {
         json cfg{{"device_id", device},
                  {"platform", "linux/arm64"},
@@ -149,6 +156,13 @@ protected:
         auto got = kit::mosquitto_sub(*broker, pki, "operator", "ota/v1/devices/" + device + "/status/detection-model", 1, 1500ms);
         if (got.messages.empty() || got.messages[0].second.empty()) return nullptr;
         return json::parse(got.messages[0].second);
+    }
+
+    // The installed version of detection-model in the retained inventory (null: unknown or none).
+    json inventory_version() {
+        auto inv = kit::mosquitto_sub(*broker, pki, "operator", "ota/v1/devices/" + device + "/inventory", 1, 1500ms);
+        if (inv.messages.empty() || inv.messages[0].second.empty()) return nullptr;
+        return json::parse(inv.messages[0].second)["components"]["detection-model"];
     }
 
     std::vector<std::string> installed_files() {

@@ -106,10 +106,46 @@ protected:
         if (!health.is_null()) c["health"] = health;
         return write_config({{"components", {{"detection-model", c}}}});
     }
-    kit::RunResult run_agent(const fs::path& cfg) {
-        return kit::run({OTA_AGENT_BIN, "--config", cfg.string(), "--once", "--once-wait", "15"}, 45s, env());
+    kit::RunResult run_agent(const fs::path& cfg, const std::map<std::string, std::string>& extra_env = {}) {
+        auto e = env();
+        for (const auto& [k, v] : extra_env) e[k] = v;
+        return kit::run({OTA_AGENT_BIN, "--config", cfg.string(), "--once", "--once-wait", "15"}, 45s, e);
     }
-    std::string calls() const { return kit::read_file(fake_state() / "calls.log"); }
+    std::string calls() const {
+        return fs::exists(fake_state() / "calls.log") ? kit::read_file(fake_state() / "calls.log") : std::string();
+    }
+    // Offer azaion/annotations:<tag> and let the agent install it (the stand-in `docker load`
+    // reports that image).
+    void install_image(const fs::path& cfg, const std::string& tag) {
+        offer(sign_release(tag, "image tarball " + tag, "annotations-" + tag + ".tar",
+                           {"--install", "docker-image", "--service", "annotations"}));
+        auto r = run_agent(cfg, {{"FAKE_DOCKER_LOAD_OUTPUT", "Loaded image: azaion/annotations:" + tag}});
+        ASSERT_EQ(r.exit_code, 0) << r.err;
+        ASSERT_EQ(status()["stage"], "succeeded") << r.err << calls();
+        ASSERT_EQ(kit::read_file(fake_state() / "running"), "azaion/annotations:" + tag + "\n" + tag + "\n");
+    }
+    // The stand-in's image ID of an image reference (fake-docker's `inspect`).
+    static std::string image_id(const std::string& ref) { return "sha256:" + ota::crypto::sha256_hex(ref); }
+    std::string compose_up(const std::string& image, const std::string& version) const {
+        return "docker-compose -f " + (dir / "compose.yml").string() + " up -d annotations | OTA_IMAGE=" + image +
+               " OTA_VERSION=" + version + "\n";
+    }
+    // Assigned, and the agent installed arm64_2026-02-01 and then arm64_2026-03-01: the config.
+    fs::path two_images_installed() {
+        const auto cfg = config();
+        assign();
+        install_image(cfg, "arm64_2026-02-01");
+        install_image(cfg, "arm64_2026-03-01");
+        return cfg;
+    }
+    // cmd "rollback" for detection-model, then one agent run; the docker calls it made.
+    std::string operator_rollback(const fs::path& cfg, const std::map<std::string, std::string>& extra_env = {}) {
+        const auto before = calls().size();
+        command({{"cmd", "rollback"}, {"component", "detection-model"}});
+        auto r = run_agent(cfg, extra_env);
+        EXPECT_EQ(r.exit_code, 0) << r.err;
+        return calls().substr(before);
+    }
 };
 
 TEST_F(AgentDockerTest, ImageIsLoadedAndTheServiceRecreated) {
@@ -145,6 +181,66 @@ TEST_F(AgentDockerTest, HealthFailureStartsThePreviousImageAgain) {
     const auto up_old = log.find("up -d annotations | OTA_IMAGE=sha256:", up_new);
     EXPECT_NE(up_old, std::string::npos) << log;
     EXPECT_NE(kit::read_file(fake_state() / "running").find("sha256:"), std::string::npos);
+}
+
+// cmd "rollback" after a committed docker-image install: compose recreates the service with the
+// image that ran before (by image ID, with its OTA_VERSION), reported `rolled_back` /
+// `rollback_requested`; the installed version is the previous one and the retained offer is not
+// applied again.
+TEST_F(AgentDockerTest, OperatorRollbackAfterCommitStartsThePreviousImageAgain) {
+    const auto cfg = two_images_installed();
+    ASSERT_FALSE(HasFatalFailure());
+    const auto old_id = image_id("azaion/annotations:arm64_2026-02-01");
+
+    EXPECT_EQ(operator_rollback(cfg), compose_up(old_id, "arm64_2026-02-01")) << "exactly one docker call";
+    auto s = status();
+    EXPECT_EQ(s["stage"], "rolled_back") << s.dump();
+    EXPECT_EQ(s["version"], "arm64_2026-03-01");
+    EXPECT_EQ(s["error"]["code"], "rollback_requested");
+    EXPECT_EQ(kit::read_file(fake_state() / "running"), old_id + "\narm64_2026-02-01\n");
+    EXPECT_EQ(inventory_version(), "arm64_2026-02-01");
+
+    // The retained offer of arm64_2026-03-01 stays handled: nothing runs again.
+    const auto before = calls().size();
+    auto again = run_agent(cfg);
+    ASSERT_EQ(again.exit_code, 0) << again.err;
+    EXPECT_EQ(calls().substr(before), "") << again.err;
+    EXPECT_EQ(kit::read_file(fake_state() / "running"), old_id + "\narm64_2026-02-01\n");
+}
+
+// Rolling back the first image the agent started (nothing ran before it) removes the service.
+TEST_F(AgentDockerTest, OperatorRollbackOfTheFirstImageRemovesTheService) {
+    const auto cfg = config();
+    assign();
+    install_image(cfg, "arm64_2026-02-01");
+    EXPECT_EQ(operator_rollback(cfg), "docker-compose -f " + (dir / "compose.yml").string() +
+                                          " rm -s -f annotations | OTA_IMAGE=azaion/annotations:arm64_2026-02-01 "
+                                          "OTA_VERSION=<unset>\n");
+    EXPECT_EQ(status()["stage"], "rolled_back");
+    EXPECT_FALSE(fs::exists(fake_state() / "running"));
+}
+
+// A rollback that compose cannot carry out is reported `failed` (the new image keeps running)
+// and may be asked for again.
+TEST_F(AgentDockerTest, AFailedOperatorRollbackIsReportedAndCanBeAskedForAgain) {
+    const auto cfg = two_images_installed();
+    ASSERT_FALSE(HasFatalFailure());
+    const auto old_id = image_id("azaion/annotations:arm64_2026-02-01");
+
+    EXPECT_EQ(operator_rollback(cfg, {{"FAKE_DOCKER_FAIL", "up"}}), compose_up(old_id, "arm64_2026-02-01"));
+    auto s = status();
+    EXPECT_EQ(s["stage"], "failed") << s.dump();
+    EXPECT_EQ(s["error"]["code"], "install_failed");
+    EXPECT_NE(s["error"]["message"].get<std::string>().find("the rollback an operator asked for failed: `docker-compose"),
+              std::string::npos)
+        << s.dump();
+    EXPECT_EQ(kit::read_file(fake_state() / "running"), "azaion/annotations:arm64_2026-03-01\narm64_2026-03-01\n");
+    EXPECT_EQ(inventory_version(), "arm64_2026-03-01");
+
+    EXPECT_EQ(operator_rollback(cfg), compose_up(old_id, "arm64_2026-02-01"));
+    EXPECT_EQ(status()["stage"], "rolled_back");
+    EXPECT_EQ(kit::read_file(fake_state() / "running"), old_id + "\narm64_2026-02-01\n");
+    EXPECT_EQ(inventory_version(), "arm64_2026-02-01");
 }
 
 // Self-update guarded by device-agent/ota-agent-launch: a new agent binary that cannot start is

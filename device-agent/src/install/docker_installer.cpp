@@ -14,7 +14,10 @@
 //             <compose> -f F up -d <service>        with OTA_IMAGE=<previous image ID>,
 //                                                   OTA_VERSION=<previous OTA_VERSION, if known>
 //             or, when no container ran before, <compose> -f F rm -s -f <service>
-//   commit    removes the marker. Images are not deleted (leave that to `docker image prune`).
+//   commit    removes the marker. Images are not deleted (leave that to `docker image prune`),
+//             so the previous image is still there for an operator's rollback.
+//   revert    (an operator's rollback after commit; the marker is gone, the new image is live):
+//             the same `up -d` with the previous image ID (or `rm -s -f`) as rollback.
 //
 // The previous image is recorded by ID, not by tag, so a tag that the new image moved cannot
 // make a rollback start the new image again.
@@ -152,27 +155,35 @@ public:
 
     Expected<void> rollback(const InstallRequest& request, const json& record) override {
         if (!exists_nofollow(marker(request))) return {};  // the service was never touched
-        auto s = setup_of(request);
-        if (!s) return std::unexpected(s.error());
-        const auto previous = record.contains("previous_image") && record["previous_image"].is_string()
-                                  ? record["previous_image"].get<std::string>()
-                                  : std::string();
-        if (!previous.empty()) {
-            const auto version = record.contains("previous_version") && record["previous_version"].is_string()
-                                     ? record["previous_version"].get<std::string>()
-                                     : std::string();
-            if (auto r = compose_up(*s, previous, version); !r) return r;
-        } else {
-            // Nothing ran before: remove what the update started.
-            const EnvVars env{{"OTA_IMAGE", record.value("image", std::string("none"))}};
-            auto r = run_checked(with(s->compose, {"rm", "-s", "-f", s->service}), env, s->timeout);
-            if (!r) return std::unexpected(r.error());
-        }
+        if (auto r = start_previous(request, record); !r) return r;
         return remove_file_durable(marker(request));
+    }
+
+    Expected<void> revert(const InstallRequest& request, const json& record) override {
+        if (record.value("image", std::string()).empty())
+            return fail(ErrorCode::install_failed, "docker-image rollback: the kept record names no image");
+        return start_previous(request, record);
     }
 
     Expected<void> commit(const InstallRequest& request, const json&) override {
         return remove_file_durable(marker(request));
+    }
+
+private:
+    // Run the service with the image the record says ran before (by ID, with its OTA_VERSION),
+    // or remove the service when nothing ran before. Idempotent.
+    static Expected<void> start_previous(const InstallRequest& request, const json& record) {
+        auto s = setup_of(request);
+        if (!s) return std::unexpected(s.error());
+        const auto text = [&](const char* key) {
+            return record.contains(key) && record[key].is_string() ? record[key].get<std::string>() : std::string();
+        };
+        if (const auto previous = text("previous_image"); !previous.empty()) return compose_up(*s, previous, text("previous_version"));
+        // Nothing ran before: remove what the update started.
+        const EnvVars env{{"OTA_IMAGE", record.value("image", std::string("none"))}};
+        auto r = run_checked(with(s->compose, {"rm", "-s", "-f", s->service}), env, s->timeout);
+        if (!r) return std::unexpected(r.error());
+        return {};
     }
 };
 

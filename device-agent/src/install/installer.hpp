@@ -6,6 +6,9 @@
 //   activate  the one atomic switch (rename, symlink flip, compose up, binary rename).
 //   rollback  undo activate and prepare, back to what the record says was live before.
 //   commit    after a healthy activate: clean up (keep `keep_previous` earlier releases).
+//   revert    an operator's rollback of a committed install (cmd "rollback"), with the record
+//             kept at commit: back to what the record says was live before. The default is
+//             rollback; a type whose rollback relies on state that commit clears overrides it.
 //
 // Every step is idempotent given the record: after a crash the agent runs the interrupted step
 // again (or rollback) and must reach the same end state. rollback also accepts an empty record
@@ -59,6 +62,9 @@ public:
     [[nodiscard]] virtual Expected<void> activate(const InstallRequest& request, const nlohmann::json& record) = 0;
     [[nodiscard]] virtual Expected<void> rollback(const InstallRequest& request, const nlohmann::json& record) = 0;
     [[nodiscard]] virtual Expected<void> commit(const InstallRequest& request, const nlohmann::json& record) = 0;
+    [[nodiscard]] virtual Expected<void> revert(const InstallRequest& request, const nlohmann::json& record) {
+        return rollback(request, record);
+    }
 };
 
 // `binary` and `self` share one installer (self adds the restart, done by the agent).

@@ -73,6 +73,17 @@ protected:
     }
     std::string running_state() { return fs::exists(state / "running") ? kit::read_file(state / "running") : "<none>"; }
     std::string compose() const { return "docker-compose -f " + (tmp / "compose.yml").string(); }
+    // The service runs example/app:1 (OTA_VERSION 1); the update to arm64_2026-03-10 is prepared
+    // and activated: its record.
+    nlohmann::json activated_over_version_1(const Job& j) {
+        running("example/app:1", "1");
+        auto rec = installer->prepare(j.request());
+        EXPECT_TRUE(rec) << rec.error().describe();
+        if (!rec) return nlohmann::json::object();
+        auto a = installer->activate(j.request(), *rec);
+        EXPECT_TRUE(a) << a.error().describe();
+        return *rec;
+    }
 };
 
 TEST_F(DockerInstall, LoadsThenComposeUpWithTheLoadedImage) {
@@ -115,18 +126,15 @@ TEST_F(DockerInstall, DockerComposeV2CommandAndAnImageIdFromLoad) {
 }
 
 TEST_F(DockerInstall, RollbackAfterActivateStartsThePreviousImageById) {
-    running("example/app:arm64_2026-03-01", "arm64_2026-03-01");
     auto j = job("arm64_2026-03-10");
-    auto rec = installer->prepare(j.request());
-    ASSERT_TRUE(rec);
-    ASSERT_TRUE(installer->activate(j.request(), *rec));
-    ASSERT_TRUE(installer->rollback(j.request(), *rec));
-    ASSERT_TRUE(installer->rollback(j.request(), *rec)) << "a re-run after the rollback finished does nothing";
-    const auto id = fake_id("example/app:arm64_2026-03-01");
-    EXPECT_EQ(running_state(), id + "\narm64_2026-03-01\n");
+    const auto rec = activated_over_version_1(j);
+    ASSERT_TRUE(installer->rollback(j.request(), rec));
+    ASSERT_TRUE(installer->rollback(j.request(), rec)) << "a re-run after the rollback finished does nothing";
+    const auto id = fake_id("example/app:1");
+    EXPECT_EQ(running_state(), id + "\n1\n");
     const auto c = calls();
     ASSERT_EQ(c.size(), 5U) << kit::read_file(state / "calls.log");
-    EXPECT_EQ(c[4], compose() + " up -d app | OTA_IMAGE=" + id + " OTA_VERSION=arm64_2026-03-01");
+    EXPECT_EQ(c[4], compose() + " up -d app | OTA_IMAGE=" + id + " OTA_VERSION=1");
     EXPECT_FALSE(fs::exists(j.work_dir / "docker-activated"));
 }
 
@@ -165,6 +173,26 @@ TEST_F(DockerInstall, EveryStepRunTwiceReachesTheSameEndState) {
     ASSERT_TRUE(installer->commit(j.request(), *rec));
     ASSERT_TRUE(installer->commit(j.request(), *rec));
     EXPECT_EQ(running_state(), "example/app:2.0\narm64_2026-03-10\n");
+}
+
+// An operator's rollback comes after commit removed the marker (and the agent its work dir):
+// revert starts the previous image from the kept record all the same, and again when re-run.
+TEST_F(DockerInstall, RevertAfterCommitStartsThePreviousImageById) {
+    auto j = job("arm64_2026-03-10");
+    const auto rec = activated_over_version_1(j);
+    ASSERT_TRUE(installer->commit(j.request(), rec));
+    fs::remove_all(j.work_dir);
+    ASSERT_TRUE(installer->rollback(j.request(), rec)) << "rollback alone sees no marker";
+    EXPECT_EQ(running_state(), "example/app:2.0\narm64_2026-03-10\n");
+    const auto before = calls().size();
+    ASSERT_TRUE(installer->revert(j.request(), rec));
+    ASSERT_TRUE(installer->revert(j.request(), rec)) << "a re-run after a crash";
+    const auto id = fake_id("example/app:1");
+    EXPECT_EQ(running_state(), id + "\n1\n");
+    const auto c = calls();
+    ASSERT_EQ(c.size(), before + 2) << kit::read_file(state / "calls.log");
+    EXPECT_EQ(c[before], compose() + " up -d app | OTA_IMAGE=" + id + " OTA_VERSION=1");
+    EXPECT_FALSE(installer->revert(j.request(), nlohmann::json::object())) << "a record naming no image is refused";
 }
 
 TEST_F(DockerInstall, LoadFailureIsInstallFailedNamingTheCommandStatusAndStderr) {
