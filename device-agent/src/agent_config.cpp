@@ -189,6 +189,8 @@ Expected<AgentConfig> parse_agent_config(const nlohmann::json& json) {
             s.install.docker_command = cr.opt_str("docker_command").value_or(s.install.docker_command);
             s.install.decrypt_keys_dir = cr.opt_str("decrypt_keys_dir").value_or("");
             if (auto k = cr.opt_u64("keep_previous")) s.install.keep_previous = static_cast<int>(*k);
+            s.install.command_timeout = seconds_or(cr, "command_timeout_s", std::chrono::duration_cast<std::chrono::seconds>(
+                                                                                s.install.command_timeout));
             s.source = read_source(cr);
             s.health = read_health(cr);
             cr.reject_unknown();
@@ -251,6 +253,7 @@ nlohmann::ordered_json AgentConfig::to_json() const {
         c["docker_command"] = s.install.docker_command;
         if (!s.install.decrypt_keys_dir.empty()) c["decrypt_keys_dir"] = s.install.decrypt_keys_dir.string();
         c["keep_previous"] = s.install.keep_previous;
+        c["command_timeout_s"] = std::chrono::duration_cast<std::chrono::seconds>(s.install.command_timeout).count();
         switch (s.source.type) {
             case VersionSource::Type::files:
                 c["version_source"] = {{"type", "files"}, {"dir", s.source.dir.string()}, {"pattern", s.source.pattern}};

@@ -42,6 +42,21 @@ TEST(AgentConfig, ErrorsNameTheFieldPath) {
     EXPECT_TRUE(parse_agent_config(base()));
 }
 
+TEST(AgentConfig, ComponentInstallSettings) {
+    auto j = base();
+    j["components"] = {{"app", {{"compose_file", "/srv/app/compose.yml"}, {"compose_command", "docker-compose"},
+                                {"decrypt_keys_dir", "/etc/ota/decrypt-keys"}, {"command_timeout_s", 90}}},
+                       {"model", json::object()}};
+    auto r = parse_agent_config(j);
+    ASSERT_TRUE(r) << r.error().describe();
+    const auto& app = r->components.at("app").install;
+    EXPECT_EQ(app.compose_file, "/srv/app/compose.yml");
+    EXPECT_EQ(app.compose_command, "docker-compose");
+    EXPECT_EQ(app.decrypt_keys_dir, "/etc/ota/decrypt-keys");
+    EXPECT_EQ(app.command_timeout, std::chrono::seconds(90));
+    EXPECT_EQ(r->components.at("model").install.command_timeout, std::chrono::minutes(10)) << "the default";
+}
+
 TEST(UpdateWindow, DaysHoursAndWrapPastMidnight) {
     auto j = base();
     j["update_window"] = {{"days", {"sat", "sun"}}, {"start", "22:00"}, {"end", "04:00"}};
