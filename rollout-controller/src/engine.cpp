@@ -440,12 +440,13 @@ std::optional<std::string> Engine::failure_crossed(const Rollout& r, std::size_t
                       *p.max_failure_percent);
         return std::string(buf);
     }
-    // The success threshold can no longer be met.
+    // Every device finished (or went silent) and the success threshold was not met: the wave
+    // would wait forever, so it halts for an operator to decide.
     const auto eligible = c.devices - std::min(c.devices, w.base_failed);
     const auto needed = static_cast<std::uint64_t>(std::ceil(p.success_percent * static_cast<double>(eligible) / 100.0 - 1e-9));
-    if (c.succeeded + c.in_progress + c.pending < needed)
-        return "the success threshold (" + std::to_string(needed) + " of " + std::to_string(eligible) +
-               " devices) can no longer be met: " + std::to_string(failed) + " failed or silent";
+    if (c.in_progress + c.pending == 0 && c.succeeded < needed)
+        return "the wave finished below its success threshold: " + std::to_string(c.succeeded) + " of " +
+               std::to_string(eligible) + " succeeded, " + std::to_string(needed) + " needed";
     return std::nullopt;
 }
 
