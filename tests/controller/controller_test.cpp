@@ -365,3 +365,62 @@ TEST_F(ControllerTest, OtaCtlListsRolloutsAndDevicesWithVersionSkew) {
     EXPECT_EQ(missing.exit_code, 1);
     EXPECT_NE(missing.err.find("not_found"), std::string::npos) << missing.err;
 }
+
+TEST_F(ControllerTest, PauseKeepsTheNextWaveClosedUntilResume) {
+    start_controller(config(three_waves({{"soak_s", 2}})));
+    start_devices(fleet_size);
+    publish_release("app", "1.1.0");
+    ASSERT_TRUE(kit::wait_until([&] { return ctl_json({"status", R1})["waves"][0].value("state", "") == "soaking"; },
+                                30s, 100ms)) << ctl({"status", R1}).out;
+    auto p = ctl({"pause", R1});
+    ASSERT_EQ(p.exit_code, 0) << p.err;
+    EXPECT_NE(p.out.find("paused"), std::string::npos);
+    std::this_thread::sleep_for(3s);  // longer than the soak
+    auto s = ctl_json({"status", R1});
+    EXPECT_EQ(s["state"], "paused");
+    EXPECT_EQ(s["waves"][1]["state"], "pending");
+    for (int i = 3; i <= fleet_size; ++i) EXPECT_TRUE((*sims)[dev(i)].waves().empty()) << dev(i);
+    auto again = ctl({"pause", R1});
+    EXPECT_EQ(again.exit_code, 1);
+    EXPECT_NE(again.err.find("state_conflict"), std::string::npos);
+    ASSERT_EQ(ctl({"resume", R1}).exit_code, 0);
+    ASSERT_TRUE(wait_state(R1, "completed", 60s)) << ctl({"status", R1}).out;
+    for (auto* d : sims->all()) EXPECT_EQ(d->installed("app"), "1.1.0") << d->id();
+}
+
+TEST_F(ControllerTest, RetryReinstallsTheFailedDevicesAndTheRolloutGoesOn) {
+    start_controller(config(three_waves({{"max_failures", 1}})));
+    start_devices(fleet_size);
+    (*sims)[dev(2)].set_behaviour({kit::SimBehaviour::Outcome::fail, 50ms, "download_failed"});
+    publish_release("app", "1.1.0");
+    ASSERT_TRUE(wait_state(R1, "halted", 30s)) << controller->log();
+    (*sims)[dev(2)].set_behaviour({});  // the cause is fixed (say the artifact server is back)
+    auto r = ctl({"retry", R1});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("1 devices retried"), std::string::npos) << r.out;
+    ASSERT_TRUE(wait_state(R1, "completed", 60s)) << ctl({"status", R1}).out << controller->log();
+    EXPECT_EQ((*sims)[dev(2)].starts(), 2);
+    EXPECT_EQ((*sims)[dev(2)].installed("app"), "1.1.0");
+    auto s = ctl_json({"status", R1});
+    EXPECT_EQ(s["totals"]["succeeded"], fleet_size);
+    EXPECT_EQ(s["totals"]["failed"], 0);
+}
+
+TEST_F(ControllerTest, UpdateOneDeviceNowOutsideItsWave) {
+    start_controller(config(three_waves({}, {{"approval", true}})));
+    start_devices(fleet_size);
+    publish_release("app", "1.1.0");
+    ASSERT_TRUE(kit::wait_until([&] {
+        auto s = ctl_json({"status", R1});
+        return s.contains("waves") && s["waves"][1]["state"] == "waiting_approval";
+    }, 30s, 200ms));
+    auto u = ctl({"update", dev(12), "app"});
+    ASSERT_EQ(u.exit_code, 0) << u.err;
+    EXPECT_NE(u.out.find("install of app 1.1.0 requested"), std::string::npos) << u.out;
+    ASSERT_TRUE(kit::wait_until([&] { return (*sims)[dev(12)].installed("app") == "1.1.0"; }, 20s));
+    ASSERT_TRUE(kit::wait_until([&] { return ctl_json({"status", R1})["waves"][2].value("succeeded", 0) == 1; }, 20s, 200ms));
+    EXPECT_EQ((*sims)[dev(13)].installed("app"), "1.0.0");
+    auto missing = ctl({"update", "device-999", "app"});
+    EXPECT_EQ(missing.exit_code, 1);
+    EXPECT_NE(missing.err.find("not_found"), std::string::npos) << missing.err;
+}

@@ -114,8 +114,10 @@ void SimDevice::on_connect() {
     publish(std::string(prefix) + "/devices/" + id_ + "/online",
             json{{"online", true}, {"agent_version", "0.1.0"}, {"ts", now_iso()}}.dump(), true);
     publish_inventory();
-    const std::string a = std::string(prefix) + "/devices/" + id_ + "/assignment";
-    mosquitto_subscribe(mosq_, nullptr, a.c_str(), 1);
+    for (const char* t : {"/assignment", "/cmd"}) {
+        const std::string topic = std::string(prefix) + "/devices/" + id_ + t;
+        mosquitto_subscribe(mosq_, nullptr, topic.c_str(), 1);
+    }
     std::lock_guard lock(mu_);
     if (!wave_filter_.empty()) mosquitto_subscribe(mosq_, nullptr, wave_filter_.c_str(), 1);
     connected_ = true;
@@ -155,8 +157,36 @@ void SimDevice::on_message(const std::string& topic, const std::string& payload)
         mosquitto_subscribe(mosq_, nullptr, filter.c_str(), 1);
         return;
     }
+    if (topic.ends_with("/cmd")) {
+        const auto cmd = j.value("cmd", ""), component = j.value("component", "");
+        if (cmd == "install") {
+            // {"cmd":"install","component","rollout","release"}: as if its wave had opened
+            j["state"] = "open";
+            return on_wave(std::string(prefix) + "/cmd-install/" + component, component, j);
+        }
+        if (cmd != "retry") return;
+        std::string last;
+        {
+            std::lock_guard lock(mu_);
+            for (auto it = waves_.rbegin(); it != waves_.rend(); ++it)
+                if (it->topic.ends_with("/" + component)) {
+                    started_.erase(it->rollout);
+                    last = it->topic;
+                    break;
+                }
+        }
+        if (!last.empty()) on_message(last, last_payload_[last]);
+        return;
+    }
+    {
+        std::lock_guard lock(mu_);
+        last_payload_[topic] = payload;
+    }
+    on_wave(topic, topic.substr(topic.rfind('/') + 1), j);
+}
+
+void SimDevice::on_wave(const std::string& topic, const std::string& component, const nlohmann::json& j) {
     // A wave message: {"rollout", "state", "release": {"manifest": {...}, "signature"}}
-    const auto component = topic.substr(topic.rfind('/') + 1);
     const auto rollout = j.value("rollout", ""), state = j.value("state", "");
     std::string version;
     if (j.contains("release") && j["release"].is_object() && j["release"].contains("manifest"))

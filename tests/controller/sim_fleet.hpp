@@ -3,7 +3,8 @@
 // certificate, client id = device id) accepted by the real broker's ACL. It speaks the agent's
 // protocol: online + retained inventory at connect, follows its assignment to its wave, and on an
 // `open` wave message reports `downloading` then, after `work`, `succeeded` (and a new inventory),
-// `failed`, or nothing at all (silent). It does not download or verify anything: that is the real
+// `failed`, or nothing at all (silent). Commands on devices/<id>/cmd: `retry` (start the last
+// offered release of the component again) and `install` (start the release in the cmd). It does not download or verify anything: that is the real
 // agent's job, covered by tests/device-agent.
 #pragma once
 
@@ -62,6 +63,7 @@ private:
     friend class SimFleet;
     void on_connect();
     void on_message(const std::string& topic, const std::string& payload);
+    void on_wave(const std::string& topic, const std::string& component, const nlohmann::json& message);
     void publish_inventory();
     void report(const std::string& component, const std::string& version, const std::string& rollout,
                 const std::string& stage, const std::string& error_code);
@@ -75,6 +77,7 @@ private:
     std::vector<WaveSeen> waves_;
     std::map<std::string, bool> started_;  // rollout -> started
     std::string assignment_, wave_filter_;
+    std::map<std::string, std::string> last_payload_;  // wave topic -> last message (for cmd retry)
     int seq_{0}, starts_{0};
     bool connected_{false};
 };
