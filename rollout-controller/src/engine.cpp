@@ -431,7 +431,7 @@ std::optional<std::string> Engine::failure_crossed(const Rollout& r, std::size_t
     const auto failed = c.failed + c.silent - std::min(c.failed + c.silent, w.base_failed);
     const auto finished = c.finished() - std::min(c.finished(), w.base_finished);
     if (p.max_failures && failed >= *p.max_failures)
-        return std::to_string(failed) + " devices failed (max_failures " + std::to_string(*p.max_failures) + ")";
+        return std::to_string(failed) + " failed or silent (max_failures " + std::to_string(*p.max_failures) + ")";
     if (p.max_failure_percent && failed > 0 && finished >= p.min_finished &&
         static_cast<double>(failed) * 100.0 >= *p.max_failure_percent * static_cast<double>(finished)) {
         char buf[160];
