@@ -65,57 +65,7 @@ VersionSource read_source(ObjectReader& parent) {
     return s;
 }
 
-std::optional<int> parse_hhmm(const std::string& t) {
-    if (t.size() != 5 || t[2] != ':') return std::nullopt;
-    for (std::size_t i : {0u, 1u, 3u, 4u})
-        if (t[i] < '0' || t[i] > '9') return std::nullopt;
-    const int h = (t[0] - '0') * 10 + (t[1] - '0'), m = (t[3] - '0') * 10 + (t[4] - '0');
-    if (h > 24 || m > 59 || (h == 24 && m != 0)) return std::nullopt;
-    return h * 60 + m;
-}
-
-std::optional<UpdateWindow> read_window(ObjectReader& parent) {
-    const auto* obj = parent.object("update_window", false);
-    if (!obj) return std::nullopt;
-    ObjectReader r(*obj, parent.path_of("update_window"), code);
-    UpdateWindow w;
-    static const char* const names[] = {"sun", "mon", "tue", "wed", "thu", "fri", "sat"};
-    for (const auto& d : r.str_list("days", false)) {
-        const auto it = std::find(std::begin(names), std::end(names), d);
-        if (it == std::end(names)) {
-            r.fail("days", "\"" + d + "\" is not one of sun mon tue wed thu fri sat");
-            break;
-        }
-        w.days.push_back(static_cast<int>(it - std::begin(names)));
-    }
-    const auto start = r.str("start"), end = r.str("end");
-    const auto s = parse_hhmm(start), e = parse_hhmm(end);
-    if (r.ok() && !s) r.fail("start", "expected HH:MM (UTC), got \"" + start + "\"");
-    if (r.ok() && !e) r.fail("end", "expected HH:MM (UTC), got \"" + end + "\"");
-    r.reject_unknown();
-    if (!r.ok()) {
-        parent.adopt(r.error());
-        return std::nullopt;
-    }
-    w.start_minute = *s;
-    w.end_minute = *e;
-    return w;
-}
-
 }  // namespace
-
-bool UpdateWindow::contains(std::chrono::system_clock::time_point t) const {
-    const auto days_since = std::chrono::floor<std::chrono::days>(t);
-    const int minute = static_cast<int>(std::chrono::duration_cast<std::chrono::minutes>(t - days_since).count());
-    auto weekday = [](std::chrono::sys_days d) { return static_cast<int>(std::chrono::weekday{d}.c_encoding()); };
-    auto day_ok = [&](int wd) { return days.empty() || std::find(days.begin(), days.end(), wd) != days.end(); };
-    if (start_minute == end_minute) return day_ok(weekday(days_since));
-    if (start_minute < end_minute) return day_ok(weekday(days_since)) && minute >= start_minute && minute < end_minute;
-    // Wraps past midnight: the part after midnight belongs to the previous day's window.
-    if (minute >= start_minute) return day_ok(weekday(days_since));
-    if (minute < end_minute) return day_ok(weekday(days_since - std::chrono::days{1}));
-    return false;
-}
 
 std::string detect_platform() {
     struct utsname u {};
@@ -170,7 +120,7 @@ Expected<AgentConfig> parse_agent_config(const nlohmann::json& json) {
         if (!dr.ok()) return std::unexpected(*dr.error());
     }
     c.auto_update = r.boolean("auto_update", true);
-    c.update_window = read_window(r);
+    c.update_window = read_window(r, "update_window");
     c.inventory_interval = seconds_or(r, "inventory_interval_s", c.inventory_interval);
     if (auto n = r.opt_u64("max_step_restarts")) c.max_step_restarts = static_cast<int>(*n);
     c.self_update_deadline = seconds_or(r, "self_update_deadline_s", c.self_update_deadline);
@@ -227,20 +177,7 @@ nlohmann::ordered_json AgentConfig::to_json() const {
                      {"low_speed_time_s", low_speed_time.count()}, {"deadline_s", download_deadline.count()},
                      {"attempts", download_attempts}};
     j["auto_update"] = auto_update;
-    if (update_window) {
-        static const char* const names[] = {"sun", "mon", "tue", "wed", "thu", "fri", "sat"};
-        auto hhmm = [](int m) {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "%02d:%02d", m / 60 % 100, m % 60);
-            return std::string(buf);
-        };
-        nlohmann::ordered_json w;
-        w["days"] = nlohmann::json::array();
-        for (int d : update_window->days) w["days"].push_back(names[d]);
-        w["start"] = hhmm(update_window->start_minute);
-        w["end"] = hhmm(update_window->end_minute);
-        j["update_window"] = w;
-    }
+    if (update_window) j["update_window"] = update_window->to_json();
     j["inventory_interval_s"] = inventory_interval.count();
     j["max_step_restarts"] = max_step_restarts;
     j["self_update_deadline_s"] = self_update_deadline.count();

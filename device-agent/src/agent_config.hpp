@@ -14,6 +14,7 @@
 #include "install/health.hpp"
 #include "install/installer.hpp"
 #include "ota/error.hpp"
+#include "ota/window.hpp"
 
 namespace ota::agent {
 
@@ -28,14 +29,8 @@ struct VersionSource {
     std::string repository;        // docker: image repository, e.g. azaion/annotations
 };
 
-// When updates may start on this device (UTC). Empty days = every day; start == end = all day.
-// A window that ends before it starts wraps past midnight (22:00-04:00).
-struct UpdateWindow {
-    std::vector<int> days;  // 0 = Sunday ... 6 = Saturday
-    int start_minute{0};    // minutes after midnight
-    int end_minute{0};
-    [[nodiscard]] bool contains(std::chrono::system_clock::time_point t) const;
-};
+// When updates may start on this device (UTC), see ota/window.hpp.
+using UpdateWindow = TimeWindow;
 
 struct ComponentSettings {
     ComponentConfig install;

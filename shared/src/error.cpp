@@ -32,6 +32,9 @@ std::string_view to_string(ErrorCode code) noexcept {
         case ErrorCode::version_not_newer: return "version_not_newer";
         case ErrorCode::crash_loop: return "crash_loop";
         case ErrorCode::rollback_requested: return "rollback_requested";
+        case ErrorCode::request_invalid: return "request_invalid";
+        case ErrorCode::not_found: return "not_found";
+        case ErrorCode::state_conflict: return "state_conflict";
         case ErrorCode::timeout: return "timeout";
         case ErrorCode::internal: return "internal";
     }

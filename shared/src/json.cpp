@@ -68,6 +68,34 @@ std::string ObjectReader::str(std::string_view key) {
     return s;
 }
 
+std::optional<double> ObjectReader::opt_number(std::string_view key) {
+    const auto* v = find(key, false, "a number");
+    if (!v) return std::nullopt;
+    if (!v->is_number()) {
+        fail(key, "expected a number, got " + brief(*v));
+        return std::nullopt;
+    }
+    return v->get<double>();
+}
+
+std::map<std::string, std::string> ObjectReader::str_map(std::string_view key) {
+    std::map<std::string, std::string> out;
+    const auto* v = find(key, false, "an object of strings");
+    if (!v) return out;
+    if (!v->is_object()) {
+        fail(key, "expected an object of strings, got " + brief(*v));
+        return out;
+    }
+    for (const auto& [k, val] : v->items()) {
+        if (!val.is_string()) {
+            fail(std::string(key) + "." + k, "expected a string, got " + brief(val));
+            return {};
+        }
+        out.emplace(k, val.get<std::string>());
+    }
+    return out;
+}
+
 std::optional<std::uint64_t> ObjectReader::opt_u64(std::string_view key) {
     const auto* v = find(key, false, "a non-negative integer");
     if (!v) return std::nullopt;

@@ -39,6 +39,9 @@ enum class ErrorCode {
     version_not_newer,    // downgrade or replay of an older/equal release
     crash_loop,           // the agent restarted too often in the same step and gave up
     rollback_requested,   // an operator asked to roll back (cmd "rollback")
+    request_invalid,      // a control request that is malformed or names no valid command
+    not_found,            // a control request names a rollout or device the controller does not know
+    state_conflict,       // a control request that the rollout's state does not allow (approve twice...)
     timeout,
     internal,
 };

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -30,6 +31,9 @@ public:
     [[nodiscard]] std::uint64_t u64(std::string_view key);
     [[nodiscard]] std::optional<std::uint64_t> opt_u64(std::string_view key);
     [[nodiscard]] std::int64_t i64(std::string_view key);
+    [[nodiscard]] std::optional<double> opt_number(std::string_view key);  // any JSON number
+    // An object of strings ({"site": "plant-a"}); empty when absent.
+    [[nodiscard]] std::map<std::string, std::string> str_map(std::string_view key);
     [[nodiscard]] bool boolean(std::string_view key, bool fallback);
     [[nodiscard]] std::vector<std::string> str_list(std::string_view key, bool required);
     // A nested object (nullptr when optional and absent, or on error).

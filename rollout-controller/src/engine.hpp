@@ -1,0 +1,144 @@
+// The controller's logic, free of threads and sockets: messages and clock ticks in, SQLite
+// writes and MQTT publishes out. The service (service.hpp) feeds it from the broker in batches
+// and publishes what it returns; tests can drive it with any clock.
+//
+// Lifecycle of a rollout (docs/controller.md has the full state tables):
+//   release verified -> rollout `active` (a newer one supersedes the active rollout of the same
+//   fleet and component) -> waves in order: pending -> [waiting_approval] -> [waiting_window]
+//   -> open (release published retained on the wave topic) -> soaking (success threshold met)
+//   -> done -> next wave ... -> rollout `completed`.
+//   Failure threshold crossed in an open or soaking wave: wave and rollout `halted`, the wave
+//   message republished with state `halted`, an alert retained on alerts/<rollout>.
+//   Operators: approve, pause, resume, retry, abort (control/request).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "ota/crypto.hpp"
+#include "ota/manifest.hpp"
+#include "ota/mqtt.hpp"
+#include "ota/topics.hpp"
+#include "policy.hpp"
+#include "store.hpp"
+
+namespace ota::controller {
+
+struct Outgoing {
+    std::string topic;
+    std::string payload;
+    bool retain{false};
+};
+
+// Per-wave counters. `succeeded` includes devices already at the target version (`already`);
+// `silent` devices have not finished and sent nothing for the wave's device timeout: they count
+// as failed for the thresholds.
+struct Counts {
+    std::uint64_t devices{0}, succeeded{0}, already{0}, failed{0}, silent{0}, in_progress{0}, pending{0};
+    [[nodiscard]] std::uint64_t finished() const { return succeeded + failed + silent; }
+    [[nodiscard]] nlohmann::ordered_json to_json() const;
+};
+
+// What happened to incoming messages, by result (for logs, /metrics and the ingest tests).
+struct IngestCounters {
+    std::map<std::string, std::uint64_t> by_result;  // applied duplicate out_of_order malformed oversize unknown_device other_rollout ...
+    std::uint64_t halts{0};
+};
+
+class Engine {
+public:
+    Engine(const ControllerConfig& config, Store& store, crypto::TrustStore trusted);
+
+    // Rebuild from the store; queues the retained wave and rollout messages again (same content,
+    // so nothing re-opens).
+    void load(TimePoint now);
+
+    // One incoming message (any topic under the prefix). Writes go to the store (the caller
+    // holds a Store::Batch around a batch of calls).
+    void on_message(const mqtt::Message& message, TimePoint now);
+
+    // Time-based transitions (soak ends, silent devices, approval and windows) and the coalesced
+    // rollouts/<id> updates.
+    void tick(TimePoint now);
+
+    // Publishes produced since the last call, in order.
+    [[nodiscard]] std::vector<Outgoing> take_outgoing();
+
+    [[nodiscard]] const IngestCounters& counters() const { return counters_; }
+    [[nodiscard]] std::map<std::string, std::uint64_t> rollouts_by_state() const;
+    [[nodiscard]] std::map<std::string, std::uint64_t> members_by_state(TimePoint now) const;
+    [[nodiscard]] std::size_t device_count() const { return devices_.size(); }
+
+    // The rollout's retained state document (also the `status` reply).
+    [[nodiscard]] std::optional<nlohmann::ordered_json> rollout_state(const std::string& id, TimePoint now) const;
+
+private:
+    struct Rollout {
+        RolloutRow row;
+        Manifest manifest;
+        std::map<std::string, MemberRow> members;
+        bool publish_now{false};    // state changed: publish at once
+        bool counts_dirty{false};   // counts changed: publish within state_interval
+        TimePoint last_publish{};
+    };
+
+    // message kinds
+    void on_release(const std::string& topic, const std::string& payload, TimePoint now);
+    void on_inventory(const std::string& device, const std::string& payload, TimePoint now);
+    void on_online(const std::string& device, const std::string& payload, TimePoint now);
+    void on_status(const std::string& device, const std::string& component, const std::string& payload, TimePoint now);
+    void on_control(const std::string& payload, TimePoint now);
+
+    // registry
+    DeviceRow& touch_device(const std::string& id, TimePoint now);
+    void place_device(DeviceRow& d, TimePoint now);  // fleet, wave, assignment, rollout membership
+    void join_rollouts(const DeviceRow& d, TimePoint now);
+    [[nodiscard]] bool at_or_past_target(const DeviceRow& d, const Rollout& r) const;
+
+    // rollouts
+    void create_rollout(const Fleet& fleet, VerifiedRelease release, TimePoint now);
+    void evaluate(Rollout& r, TimePoint now);
+    [[nodiscard]] Counts counts(const Rollout& r, std::size_t wave, TimePoint now) const;
+    [[nodiscard]] std::chrono::seconds device_timeout(const Rollout& r, std::size_t wave) const;
+    [[nodiscard]] bool is_silent(const Rollout& r, const MemberRow& m, std::chrono::seconds timeout, TimePoint now) const;
+    [[nodiscard]] std::optional<std::string> failure_crossed(const Rollout& r, std::size_t wave, const Counts& c) const;
+    void halt(Rollout& r, const std::string& reason, const Counts& c, TimePoint now);
+    void end_waves(Rollout& r, const std::string& wave_state, TimePoint now);
+    void publish_wave(const Rollout& r, std::size_t wave, const std::string& state);
+    void publish_state(Rollout& r, TimePoint now);
+    void save(Rollout& r, TimePoint now);
+    void audit(TimePoint now, const std::string& actor, const std::string& action, const Rollout* r,
+               const std::string& detail);
+    [[nodiscard]] Rollout* active_rollout(const std::string& fleet, const std::string& component);
+    [[nodiscard]] const Rollout* latest_rollout(const std::string& fleet, const std::string& component) const;
+    [[nodiscard]] Expected<Rollout*> find_rollout(const nlohmann::json& request);
+
+    // operator commands; each returns the reply's result or an error
+    Expected<nlohmann::ordered_json> command(const std::string& cmd, const nlohmann::json& request,
+                                             const std::string& actor, TimePoint now);
+    Expected<nlohmann::ordered_json> devices_report(bool outdated_only) const;
+    void resume(Rollout& r, const std::string& actor, TimePoint now);
+
+    void count(const std::string& result, std::uint64_t n = 1);
+
+    const ControllerConfig& cfg_;
+    Store& store_;
+    crypto::TrustStore trusted_;
+    Topics topics_;
+    std::map<std::string, DeviceRow> devices_;
+    std::map<std::string, std::unique_ptr<Rollout>> rollouts_;
+    std::map<std::pair<std::string, std::string>, std::string> active_;  // (fleet, component) -> rollout id
+    std::map<std::pair<std::string, std::string>, std::int64_t> seqs_;   // (device, component) -> last seq
+    std::vector<Outgoing> out_;
+    IngestCounters counters_;
+};
+
+}  // namespace ota::controller

@@ -1,0 +1,195 @@
+#include "service.hpp"
+
+#include <prometheus/counter.h>
+#include <prometheus/exposer.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "engine.hpp"
+#include "ota/log.hpp"
+#include "ota/mqtt.hpp"
+
+namespace ota::controller {
+namespace {
+
+const log::Logger lg("controller");
+constexpr std::size_t max_queue = 1'000'000;  // messages waiting for the engine; beyond: dropped and counted
+
+class Ingest {
+public:
+    void push(const mqtt::Message& m) {
+        {
+            std::lock_guard lock(mu_);
+            if (queue_.size() >= max_queue) {
+                ++dropped_;
+                return;
+            }
+            queue_.push_back(m);
+        }
+        cv_.notify_one();
+    }
+    // Wait up to `timeout` for messages, then take all of them.
+    std::deque<mqtt::Message> take(std::chrono::milliseconds timeout, std::uint64_t& dropped) {
+        std::unique_lock lock(mu_);
+        cv_.wait_for(lock, timeout, [&] { return !queue_.empty(); });
+        std::deque<mqtt::Message> out;
+        out.swap(queue_);
+        dropped = dropped_;
+        dropped_ = 0;
+        return out;
+    }
+
+private:
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<mqtt::Message> queue_;
+    std::uint64_t dropped_{0};
+};
+
+struct Metrics {
+    std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
+    prometheus::Family<prometheus::Gauge>& rollouts =
+        prometheus::BuildGauge().Name("ota_controller_rollouts").Help("Rollouts by state").Register(*registry);
+    prometheus::Family<prometheus::Gauge>& devices =
+        prometheus::BuildGauge().Name("ota_controller_rollout_devices").Help("Devices of live rollouts by status").Register(*registry);
+    prometheus::Gauge& known =
+        prometheus::BuildGauge().Name("ota_controller_devices_known").Help("Devices in the registry").Register(*registry).Add({});
+    prometheus::Family<prometheus::Counter>& messages =
+        prometheus::BuildCounter().Name("ota_controller_messages_total").Help("Incoming messages by result").Register(*registry);
+    prometheus::Counter& halts =
+        prometheus::BuildCounter().Name("ota_controller_halts_total").Help("Waves halted").Register(*registry).Add({});
+    prometheus::Counter& batches =
+        prometheus::BuildCounter().Name("ota_controller_batches_total").Help("Ingest batches committed").Register(*registry).Add({});
+    std::map<std::string, double> seen;  // counter values already added
+    double halts_seen{0};
+
+    void update(const Engine& e, TimePoint now) {
+        for (const char* s : {"active", "paused", "halted", "completed", "aborted", "superseded"}) rollouts.Add({{"state", s}}).Set(0);
+        for (const auto& [s, n] : e.rollouts_by_state()) rollouts.Add({{"state", s}}).Set(static_cast<double>(n));
+        for (const auto& [s, n] : e.members_by_state(now)) devices.Add({{"status", s}}).Set(static_cast<double>(n));
+        known.Set(static_cast<double>(e.device_count()));
+        for (const auto& [r, n] : e.counters().by_result) {
+            auto& prev = seen[r];
+            messages.Add({{"result", r}}).Increment(static_cast<double>(n) - prev);
+            prev = static_cast<double>(n);
+        }
+        halts.Increment(static_cast<double>(e.counters().halts) - halts_seen);
+        halts_seen = static_cast<double>(e.counters().halts);
+    }
+};
+
+}  // namespace
+
+int run_service(const ControllerConfig& cfg, std::atomic<bool>& stop) {
+    crypto::TrustStore trusted;
+    if (auto t = trusted.load(cfg.trusted_keys); !t) {
+        lg.error("cannot load trusted keys", {{"path", cfg.trusted_keys.string()}, {"error", t.error().describe()}});
+        return 1;
+    }
+    auto store = Store::open(cfg.database);
+    if (!store) {
+        lg.error("cannot open the state database", {{"error", store.error().describe()}});
+        return 1;
+    }
+    Engine engine(cfg, **store, std::move(trusted));
+    Metrics metrics;
+    std::unique_ptr<prometheus::Exposer> exposer;
+    if (!cfg.metrics_listen.empty()) {
+        try {
+            exposer = std::make_unique<prometheus::Exposer>(cfg.metrics_listen);
+            exposer->RegisterCollectable(metrics.registry);
+            lg.info("metrics at /metrics", {{"listen", cfg.metrics_listen}});
+        } catch (const std::exception& e) {
+            lg.error("cannot listen for /metrics", {{"listen", cfg.metrics_listen}, {"error", e.what()}});
+            return 1;
+        }
+    }
+
+    Ingest ingest;
+    mqtt::Options options;
+    options.broker = cfg.broker;
+    options.client_id = cfg.client_id;
+    options.cafile = cfg.cafile;
+    options.certfile = cfg.certfile;
+    options.keyfile = cfg.keyfile;
+    options.keepalive = cfg.keepalive;
+    mqtt::Client client(options);
+    client.on_message([&](const mqtt::Message& m) { ingest.push(m); });
+    client.on_connection([&](bool up) { lg.info(up ? "connected to the broker" : "connection to the broker lost"); });
+
+    auto publish = [&](const std::vector<Outgoing>& out) {
+        for (const auto& o : out) {
+            auto r = client.connected() ? client.publish(o.topic, o.payload, 1, o.retain, std::chrono::seconds(5))
+                                        : client.publish_async(o.topic, o.payload, 1, o.retain);
+            if (!r) lg.warn("publish failed", {{"topic", o.topic}, {"error", r.error().describe()}});
+        }
+    };
+    auto step = [&](auto&& body) -> bool {
+        try {
+            Store::Batch batch(**store);
+            body();
+            if (auto c = batch.commit(); !c) {
+                lg.error("cannot write the state database", {{"error", c.error().describe()}});
+                return false;
+            }
+        } catch (const std::exception& e) {
+            lg.error("cannot write the state database", {{"error", e.what()}});
+            return false;
+        }
+        publish(engine.take_outgoing());
+        return true;
+    };
+
+    if (!step([&] { engine.load(Clock::now()); })) return 1;
+    // Connect with retries: the controller starts before or after the broker.
+    for (int attempt = 1;; ++attempt) {
+        auto c = client.connect();
+        if (c) break;
+        lg.warn("broker not reachable; retrying", {{"error", c.error().describe()}, {"attempt", std::to_string(attempt)}});
+        for (int i = 0; i < 20 && !stop; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        if (stop) return 0;
+    }
+    publish(engine.take_outgoing());
+    const Topics topics(cfg.topic_prefix);
+    // Order matters on a fresh start: devices (online, inventory) before status, then releases.
+    for (const auto& filter : {topics.prefix() + "/devices/+/online", topics.prefix() + "/devices/+/inventory",
+                               topics.status_filter(), topics.releases_filter(), topics.control_request()}) {
+        if (auto s = client.subscribe(filter, 1); !s) {
+            lg.error("subscribe failed", {{"filter", filter}, {"error", s.error().describe()}});
+            return 1;
+        }
+    }
+    lg.info("controller running", {{"fleets", std::to_string(cfg.fleets.size())}, {"database", cfg.database.string()}});
+
+    auto next_tick = Clock::now();
+    auto next_metrics = Clock::now();
+    while (!stop) {
+        std::uint64_t dropped = 0;
+        auto batch = ingest.take(cfg.tick, dropped);
+        if (dropped) lg.error("ingest queue full; messages dropped", {{"dropped", std::to_string(dropped)}});
+        const auto now = Clock::now();
+        const bool tick = now >= next_tick;
+        if (batch.empty() && !tick) continue;
+        if (!step([&] {
+                for (const auto& m : batch) engine.on_message(m, now);
+                if (tick) engine.tick(now);
+            }))
+            return 1;
+        metrics.batches.Increment();
+        if (tick) next_tick = now + cfg.tick;
+        if (now >= next_metrics) {
+            metrics.update(engine, now);
+            next_metrics = now + std::chrono::seconds(1);
+        }
+    }
+    lg.info("controller stopping");
+    (void)client.disconnect();
+    return 0;
+}
+
+}  // namespace ota::controller

@@ -1,0 +1,234 @@
+// The controller's policy and engine without a broker: config errors, wave membership by stable
+// hash, thresholds, ingest by sequence number, and rebuilding from SQLite.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "engine.hpp"
+#include "kit.hpp"
+#include "ota/manifest.hpp"
+#include "policy.hpp"
+#include "store.hpp"
+
+namespace kit = ota::testkit;
+using json = nlohmann::json;
+using namespace ota::controller;
+using namespace std::chrono_literals;
+
+namespace {
+
+json base_config(json waves) {
+    return json{{"mqtt", {{"broker", "mqtts://127.0.0.1:1"}}},
+                {"trusted_keys", "/nonexistent"},
+                {"fleets", json::array({{{"name", "plant"}, {"waves", waves}}})}};
+}
+
+struct EngineRig {
+    kit::TempDir dir{"ota-engine"};
+    ota::crypto::PrivateKey key = ota::crypto::PrivateKey::generate();
+    ControllerConfig cfg;
+    std::unique_ptr<Store> store;
+    std::unique_ptr<Engine> engine;
+    TimePoint now = Clock::now();
+
+    explicit EngineRig(json waves) {
+        cfg = *parse_controller_config(base_config(std::move(waves)));
+        open();
+    }
+    void open() {
+        engine.reset();
+        store.reset();
+        store = std::move(*Store::open(dir / "c.db"));
+        ota::crypto::TrustStore t;
+        t.add(key.public_key());
+        engine = std::make_unique<Engine>(cfg, *store, t);
+        engine->load(now);
+    }
+    void msg(const std::string& topic, const json& payload) { msg(topic, payload.dump()); }
+    void msg(const std::string& topic, const std::string& payload) {
+        engine->on_message({.topic = topic, .payload = payload, .qos = 1, .retained = false}, now);
+    }
+    void device(const std::string& id, const std::string& version) {
+        msg("ota/v1/devices/" + id + "/inventory",
+            json{{"device", id}, {"platform", "linux/amd64"}, {"labels", json::object()}, {"components", {{"app", version}}}});
+    }
+    void release(const std::string& version) {
+        ota::Manifest m;
+        m.component = "app";
+        m.version = version;
+        m.channel = "stable";
+        m.artifact = {.url = "https://x/a", .size = 1, .sha256 = std::string(64, 'a'), .encryption = std::nullopt};
+        m.install.type = ota::InstallType::file;
+        m.install.target = "/x";
+        m.created = ota::now_utc();
+        msg("ota/v1/releases/app/stable", ota::make_envelope(m, key));
+    }
+    void status(const std::string& id, int seq, const std::string& stage, const std::string& rollout) {
+        msg("ota/v1/devices/" + id + "/status/app", json{{"device", id}, {"seq", seq}, {"stage", stage}, {"rollout", rollout}});
+    }
+    json state(const std::string& id) { return json::parse(engine->rollout_state(id, now)->dump()); }
+    std::vector<Outgoing> out() { return engine->take_outgoing(); }
+};
+
+std::string dev(int i) {
+    char b[32];
+    std::snprintf(b, sizeof b, "device-%03d", i);
+    return b;
+}
+
+}  // namespace
+
+TEST(ControllerConfig, ErrorsNameTheFieldPath) {
+    struct Case {
+        json waves;
+        std::string want;
+    } cases[] = {
+        {json::array(), "controller.fleets[0].waves: expected a non-empty list"},
+        {json::array({{{"name", "a"}, {"percent", 150}}}), "controller.fleets[0].waves[0].percent: expected a percentage"},
+        {json::array({{{"name", "a"}, {"percent", 5}, {"devices", {"d"}}}, {{"name", "b"}}}), "give at most one of"},
+        {json::array({{{"name", "a"}}, {{"name", "b"}}}), "only the last wave may have no selector"},
+        {json::array({{{"name", "a"}, {"soak_s", "10"}}}), "waves[0].soak_s: expected a non-negative integer"},
+        {json::array({{{"name", "a"}, {"window", {{"start", "25:00"}, {"end", "01:00"}}}}}), "window.start: expected HH:MM"},
+        {json::array({{{"name", "a"}, {"colour", "red"}}}), "waves[0].colour: unknown field"},
+        {json::array({{{"name", "a/b"}}}), "is not a valid wave name"},
+    };
+    for (const auto& c : cases) {
+        auto r = parse_controller_config(base_config(c.waves));
+        ASSERT_FALSE(r) << c.waves.dump();
+        EXPECT_EQ(r.error().code, ota::ErrorCode::config_invalid);
+        EXPECT_NE(r.error().message.find(c.want), std::string::npos) << r.error().message;
+    }
+}
+
+TEST(ControllerConfig, ComponentOverridesLayerOnTheWavePolicy) {
+    auto j = base_config(json::array({{{"name", "canary"}, {"percent", 5}, {"soak_s", 60}}, {{"name", "broad"}}}));
+    j["fleets"][0]["defaults"] = {{"max_failures", 3}, {"device_timeout_s", 600}};
+    j["fleets"][0]["components"] = {{"app", {{"defaults", {{"max_failures", 1}}}, {"waves", {{"broad", {{"approval", true}}}}}}}};
+    auto c = parse_controller_config(j);
+    ASSERT_TRUE(c) << c.error().message;
+    const auto& f = c->fleets[0];
+    EXPECT_EQ(f.policy(0, "other").max_failures, 3u);
+    EXPECT_EQ(f.policy(0, "other").soak, 60s);
+    EXPECT_EQ(f.policy(0, "app").max_failures, 1u);
+    EXPECT_EQ(f.policy(0, "app").device_timeout, 600s);
+    EXPECT_FALSE(f.policy(0, "app").approval);
+    EXPECT_TRUE(f.policy(1, "app").approval);
+    EXPECT_FALSE(f.policy(1, "other").approval);
+}
+
+TEST(WaveMembership, PercentWavesAreStableAndCumulative) {
+    auto c = parse_controller_config(base_config(json::array(
+        {{{"name", "canary"}, {"percent", 5}}, {{"name", "early"}, {"percent", 25}}, {{"name", "broad"}, {"percent", 100}}})));
+    ASSERT_TRUE(c);
+    const auto& f = c->fleets[0];
+    int n[3] = {0, 0, 0};
+    for (int i = 0; i < 10000; ++i) ++n[f.wave_of("dev-" + std::to_string(i), {})];
+    EXPECT_NEAR(n[0], 500, 100);
+    EXPECT_NEAR(n[1], 2000, 200);
+    EXPECT_NEAR(n[2], 7500, 250);
+    // the same device lands in the same wave every time, and the bucket is the documented hash
+    EXPECT_EQ(f.wave_of("device-042", {}), f.wave_of("device-042", {}));
+    EXPECT_EQ(hash_bucket("plant", "device-042"), hash_bucket("plant", "device-042"));
+    EXPECT_NE(hash_bucket("plant", "device-042"), hash_bucket("other", "device-042"));
+}
+
+TEST(WaveMembership, IdsAndLabelsComeFirstAndTheLastWaveCatchesTheRest) {
+    auto c = parse_controller_config(base_config(json::array(
+        {{{"name", "canary"}, {"devices", {"d1"}}}, {{"name", "lab"}, {"labels", {{"site", "lab"}}}}, {{"name", "broad"}}})));
+    ASSERT_TRUE(c);
+    const auto& f = c->fleets[0];
+    EXPECT_EQ(f.wave_of("d1", {{"site", "lab"}}), 0u);
+    EXPECT_EQ(f.wave_of("d2", {{"site", "lab"}}), 1u);
+    EXPECT_EQ(f.wave_of("d3", {{"site", "plant"}}), 2u);
+}
+
+TEST(TimeWindow, WrapsPastMidnightAndFindsTheNextOpening) {
+    ota::TimeWindow w{.days = {6}, .start_minute = 22 * 60, .end_minute = 4 * 60};  // Saturday 22:00-04:00
+    using namespace std::chrono;
+    const sys_days sat = 2026y / November / 28;  // a Saturday
+    EXPECT_TRUE(w.contains(sat + 23h));
+    EXPECT_TRUE(w.contains(sat + days(1) + 3h));   // Sunday 03:00 belongs to Saturday's window
+    EXPECT_FALSE(w.contains(sat + 3h));            // Saturday 03:00 belongs to Friday's
+    EXPECT_FALSE(w.contains(sat + 12h));
+    EXPECT_EQ(w.next_open(sat + 12h), sat + 22h);
+}
+
+TEST(Engine, FailureThresholdHaltsAndPublishesHaltedAndAnAlert) {
+    EngineRig rig(json::array({{{"name", "canary"}, {"devices", {dev(1), dev(2), dev(3), dev(4)}}, {"max_failures", 2}},
+                               {{"name", "broad"}}}));
+    for (int i = 1; i <= 10; ++i) rig.device(dev(i), "1.0.0");
+    (void)rig.out();
+    rig.release("1.1.0");
+    const std::string id = "plant.app.1.1.0";
+    auto out = rig.out();
+    auto opened = std::find_if(out.begin(), out.end(), [](const Outgoing& o) { return o.topic == "ota/v1/fleets/plant/waves/canary/app"; });
+    ASSERT_NE(opened, out.end());
+    EXPECT_EQ(json::parse(opened->payload)["state"], "open");
+    EXPECT_TRUE(opened->retain);
+    rig.status(dev(1), 1, "failed", id);
+    EXPECT_EQ(rig.state(id)["state"], "active");
+    rig.status(dev(1), 1, "failed", id);  // a duplicate does not count twice
+    EXPECT_EQ(rig.state(id)["state"], "active");
+    EXPECT_EQ(rig.engine->counters().by_result.at("duplicate"), 1u);
+    (void)rig.out();
+    rig.status(dev(2), 5, "rolled_back", id);
+    EXPECT_EQ(rig.state(id)["state"], "halted");
+    EXPECT_EQ(rig.state(id)["waves"][0]["failed"], 2);
+    out = rig.out();
+    bool halted = false, alert = false;
+    for (const auto& o : out) {
+        if (o.topic == "ota/v1/fleets/plant/waves/canary/app") halted = json::parse(o.payload)["state"] == "halted";
+        if (o.topic == "ota/v1/alerts/" + id) alert = o.retain && json::parse(o.payload)["state"] == "firing";
+        EXPECT_NE(o.topic, "ota/v1/fleets/plant/waves/broad/app");
+    }
+    EXPECT_TRUE(halted);
+    EXPECT_TRUE(alert);
+}
+
+TEST(Engine, PercentThresholdWaitsForTheMinimumFinished) {
+    json devices = json::array();
+    for (int i = 1; i <= 10; ++i) devices.push_back(dev(i));
+    EngineRig rig(json::array({{{"name", "canary"}, {"devices", devices}, {"max_failure_percent", 20}, {"min_finished", 5},
+                                {"success_percent", 50}},
+                               {{"name", "broad"}}}));
+    for (int i = 1; i <= 12; ++i) rig.device(dev(i), "1.0.0");
+    rig.release("1.1.0");
+    const std::string id = "plant.app.1.1.0";
+    rig.status(dev(1), 1, "failed", id);  // 1 of 1 finished failed: below min_finished
+    rig.status(dev(2), 1, "succeeded", id);
+    rig.status(dev(3), 1, "succeeded", id);
+    rig.status(dev(4), 1, "succeeded", id);
+    EXPECT_EQ(rig.state(id)["state"], "active");
+    rig.status(dev(5), 1, "succeeded", id);  // 1 of 5 = 20 %: halts
+    EXPECT_EQ(rig.state(id)["state"], "halted");
+}
+
+TEST(Engine, StateSurvivesReopeningTheDatabaseAndRetainedReplaysCountOnce) {
+    EngineRig rig(json::array({{{"name", "canary"}, {"devices", {dev(1), dev(2)}}}, {{"name", "broad"}, {"approval", true}}}));
+    for (int i = 1; i <= 5; ++i) rig.device(dev(i), "1.0.0");
+    rig.release("1.1.0");
+    const std::string id = "plant.app.1.1.0";
+    rig.status(dev(1), 7, "succeeded", id);
+    rig.status(dev(2), 3, "succeeded", id);
+    ASSERT_EQ(rig.state(id)["waves"][1]["state"], "waiting_approval");
+    const auto before = rig.state(id);
+    rig.open();  // as after kill -9: everything comes from SQLite
+    auto out = rig.out();
+    // the open wave is republished with the same content; nothing new opens
+    int canary = 0;
+    for (const auto& o : out) {
+        if (o.topic == "ota/v1/fleets/plant/waves/canary/app") ++canary;
+        EXPECT_NE(o.topic, "ota/v1/fleets/plant/waves/broad/app");
+    }
+    EXPECT_EQ(canary, 1);
+    // retained messages arrive again: release, inventory, status; nothing changes
+    rig.release("1.1.0");
+    rig.status(dev(1), 7, "succeeded", id);
+    rig.status(dev(2), 3, "succeeded", id);
+    auto after = rig.state(id);
+    after.erase("updated");
+    auto b = before;
+    b.erase("updated");
+    EXPECT_EQ(after, b);
+    EXPECT_EQ(rig.store->schema_version(), 1);
+}
