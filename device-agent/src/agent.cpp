@@ -230,7 +230,8 @@ struct Agent::Impl {
         evaluate(component, payload);
     }
 
-    void evaluate(const std::string& component, const std::string& payload) {
+    // `forced`: an operator asked for this one device (cmd install): no auto-update or window check.
+    void evaluate(const std::string& component, const std::string& payload, bool forced = false) {
         auto msg = parse_json(payload, "wave message for " + component);
         if (!msg) return reject(component, "", "", payload, msg.error());
         ObjectReader r(*msg, "wave", ErrorCode::manifest_invalid);
@@ -289,11 +290,11 @@ struct Agent::Impl {
                 return reject(component, m.version, rollout, payload,
                               {ErrorCode::version_not_newer, "offered " + m.version + " is older than installed " + *installed});
         }
-        if (!cfg.auto_update && !opts.force_update) {
+        if (!cfg.auto_update && !opts.force_update && !forced) {
             log.info("update available; auto-update is off", {{"component", component}, {"version", m.version}});
             return;
         }
-        if (cfg.update_window && !opts.force_update && !cfg.update_window->contains(std::chrono::system_clock::now())) {
+        if (cfg.update_window && !opts.force_update && !forced && !cfg.update_window->contains(std::chrono::system_clock::now())) {
             log.info("update available; waiting for the update window", {{"component", component}, {"version", m.version}});
             waiting_for_window = true;
             return;
@@ -643,6 +644,11 @@ struct Agent::Impl {
             flush();
         } else if (cmd == "rollback" && !component.empty()) {
             operator_rollback(component);
+        } else if (cmd == "install" && !component.empty() && j->contains("release")) {
+            // `ota-ctl update <device> <component>`: the release in the cmd, checked exactly like
+            // one offered by an open wave (signature, expiry, platform, newer version).
+            const json offer{{"rollout", j->value("rollout", "")}, {"state", "open"}, {"release", (*j)["release"]}};
+            evaluate(component, offer.dump(), true);
         } else if (cmd == "retry" && !component.empty()) {
             (void)store->forget_applied(component);
             (void)store->put("rejected/" + component, "");

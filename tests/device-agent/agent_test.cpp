@@ -276,6 +276,39 @@ TEST_F(AgentTest, AnOperatorRollbackRestoresThePreviousVersion) {
     EXPECT_EQ(installed_files(), std::vector<std::string>{"model-2026-03-10.trt"}) << third.err;
 }
 
+// cmd "install" (ota-ctl update <device> <component>): the release in the command is applied
+// outside any wave and outside the update window, after the same checks as a wave's offer.
+TEST_F(AgentTest, AnInstallCommandAppliesItsReleaseOutsideAnyWave) {
+    kit::write_file(target() / "model-2026-03-10.trt", "installed");
+    const auto config = write_config({{"update_window", {{"start", "00:00"}, {"end", "00:01"}}}});
+    auto first = run_once(config, 3);  // the persistent session exists from now on
+    ASSERT_EQ(first.exit_code, 0) << first.err;
+    auto rel = make_release("2026-12-01");
+    command({{"cmd", "install"}, {"component", "detection-model"}, {"rollout", "plant.detection-model.2026-12-01"},
+             {"release", json::parse(rel.envelope)}});
+    auto second = run_once(config);
+    ASSERT_EQ(second.exit_code, 0) << second.err;
+    auto s = status();
+    EXPECT_EQ(s["stage"], "succeeded") << second.err;
+    EXPECT_EQ(s["rollout"], "plant.detection-model.2026-12-01");
+    EXPECT_EQ(installed_files(), (std::vector<std::string>{"model-2026-03-10.trt", "model-2026-12-01.trt"}));
+}
+
+TEST_F(AgentTest, AnInstallCommandWithABadSignatureIsRejected) {
+    kit::write_file(target() / "model-2026-03-10.trt", "installed");
+    const auto config = write_config();
+    auto first = run_once(config, 3);
+    ASSERT_EQ(first.exit_code, 0) << first.err;
+    auto rel = make_release("2026-12-01", "untrusted");
+    command({{"cmd", "install"}, {"component", "detection-model"}, {"rollout", "r-x"}, {"release", json::parse(rel.envelope)}});
+    auto second = run_once(config);
+    ASSERT_EQ(second.exit_code, 0) << second.err;
+    auto s = status();
+    EXPECT_EQ(s["stage"], "rejected") << second.err;
+    EXPECT_EQ(s["error"]["code"], "unknown_key");
+    EXPECT_EQ(installed_files(), std::vector<std::string>{"model-2026-03-10.trt"});
+}
+
 // The inventory follows the device: a version that appears in a watched directory by other
 // means is published without waiting for the inventory interval.
 TEST_F(AgentTest, InventoryIsRepublishedWhenTheInstalledVersionChanges) {
