@@ -184,7 +184,7 @@ int run_service(const ControllerConfig& cfg, std::atomic<bool>& stop) {
         if (tick) next_tick = now + cfg.tick;
         if (now >= next_metrics) {
             metrics.update(engine, now);
-            next_metrics = now + std::chrono::seconds(1);
+            next_metrics = now + std::chrono::milliseconds(100);
         }
     }
     lg.info("controller stopping");
