@@ -1,7 +1,7 @@
 // ota-bench-count: the baseline of the controller's ingest benchmark, a bare paho-mqtt-cpp
 // subscriber (MQTT 5, TLS with a client certificate, QoS 1) that counts the messages of one
 // filter and reports when it had `--count` of them.
-//   ota-bench-count --broker mqtts://127.0.0.1:8883 --cafile ca.pem --cert operator.pem --key operator.key \
+//   ota-bench-count --broker mqtts://127.0.0.1:8883 --cafile ca.pem --cert operator.pem --key operator.key
 //                   --topic 'ota/v1/devices/+/status/+' --count 100000 [--timeout 120] [--skip-retained]
 // Prints "ready" once subscribed, then one JSON line: {"count", "first_ms", "last_ms", "seconds", "rate"}
 // with wall-clock milliseconds since the epoch. Exit 0 when `count` messages arrived, 1 otherwise.
