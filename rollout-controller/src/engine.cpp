@@ -324,7 +324,13 @@ void Engine::on_status(const std::string& device, const std::string& component, 
     store_.put_member(m);
     r.counts_dirty = true;
     count("applied");
-    if (live_rollout(r.row.state)) evaluate(r, now);
+    if (live_rollout(r.row.state)) touched_.insert(r.row.id);  // evaluated once per batch (flush)
+}
+
+void Engine::flush(TimePoint now) {
+    for (const auto& id : touched_)
+        if (auto it = rollouts_.find(id); it != rollouts_.end() && it->second->row.state == "active") evaluate(*it->second, now);
+    touched_.clear();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -65,6 +65,10 @@ public:
     // holds a Store::Batch around a batch of calls).
     void on_message(const mqtt::Message& message, TimePoint now);
 
+    // After a batch of on_message calls: evaluate the rollouts whose counts changed (once each,
+    // not once per message).
+    void flush(TimePoint now);
+
     // Time-based transitions (soak ends, silent devices, approval and windows) and the coalesced
     // rollouts/<id> updates.
     void tick(TimePoint now);
@@ -138,6 +142,7 @@ private:
     std::map<std::pair<std::string, std::string>, std::string> active_;  // (fleet, component) -> rollout id
     std::map<std::pair<std::string, std::string>, std::int64_t> seqs_;   // (device, component) -> last seq
     std::vector<Outgoing> out_;
+    std::set<std::string> touched_;  // rollouts with new status since the last flush
     IngestCounters counters_;
 };
 

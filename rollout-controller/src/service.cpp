@@ -177,6 +177,7 @@ int run_service(const ControllerConfig& cfg, std::atomic<bool>& stop) {
         if (batch.empty() && !tick) continue;
         if (!step([&] {
                 for (const auto& m : batch) engine.on_message(m, now);
+                engine.flush(now);
                 if (tick) engine.tick(now);
             }))
             return 1;

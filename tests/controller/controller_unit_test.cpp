@@ -47,6 +47,7 @@ struct EngineRig {
     void msg(const std::string& topic, const json& payload) { msg(topic, payload.dump()); }
     void msg(const std::string& topic, const std::string& payload) {
         engine->on_message({.topic = topic, .payload = payload, .qos = 1, .retained = false}, now);
+        engine->flush(now);
     }
     void device(const std::string& id, const std::string& version) {
         msg("ota/v1/devices/" + id + "/inventory",
