@@ -96,7 +96,8 @@ Expected<void> validate(const SimOptions& o) {
     if (!o.tls() && o.password.empty() && o.secret.empty())
         return invalid("no credentials: give --secret (per-device passwords, see make-passwords), --password, "
                        "or --cafile with --cert-dir");
-    if (o.trusted_keys.empty() && o.flood == 0) return invalid("--trusted-keys: required (the release signing key(s))");
+    if (o.trusted_keys.empty() && o.flood == 0 && !o.exit_when.connected)
+        return invalid("--trusted-keys: required (the release signing key(s)), except with --flood or --exit-when connected");
     for (double r : {o.fail_rate, o.silent_rate, o.early_fraction})
         if (r < 0 || r > 1) return invalid("--fail-rate, --silent-rate, --early-fraction: 0..1");
     if (o.work_ms < 0 || o.jitter_ms < 0) return invalid("--work-ms, --jitter-ms: not negative");

@@ -120,7 +120,7 @@ protected:
         return r.exit_code == 0 ? json::parse(r.out, nullptr, false) : json{{"error", r.err}};
     }
 
-    const kit::Pki& pki = kit::shared_pki(1);
+    const kit::Pki& pki = kit::shared_pki(3);
     kit::TempDir dir{"ota-fleet-sim-test"};
     std::unique_ptr<kit::Broker> broker;
     std::unique_ptr<kit::Process> controller, sim;
@@ -250,4 +250,17 @@ TEST_F(FleetSimTest, TheSimulationListenerRefusesWrongPasswordsAndBindsEachDevic
     ASSERT_EQ(all.messages.size(), 1u);
     EXPECT_EQ(all.messages[0].first, "ota/v1/devices/device-00001/inventory");
     (void)got;
+}
+
+TEST_F(FleetSimTest, DevicesWithCertificatesUseTheTlsListenerInstead) {
+    sim = std::make_unique<kit::Process>(
+        std::vector<std::string>{OTA_FLEET_SIM_BIN, "--port", std::to_string(broker->port()), "--cafile", pki.ca().string(),
+                                 "--cert-dir", pki.dir.string(), "--id-format", "device-%03d", "--devices", "3",
+                                 "--exit-when", "connected", "--duration", "20", "--quiet"},
+        dir / "sim.log");
+    const auto summary = sim_summary(20s);
+    EXPECT_EQ(summary.value("exit", ""), "connected") << summary.dump();
+    EXPECT_EQ(summary["ever_connected"], 3);
+    EXPECT_EQ(summary["acked"], 6);  // online and inventory of each
+    EXPECT_EQ(summary["denied"], 0);
 }
