@@ -57,7 +57,12 @@ bool is_final_stage(std::string_view stage) {
 
 Logic::Logic(const SimOptions& options, crypto::TrustStore trusted, Io& io)
     : o_(options), trusted_(std::move(trusted)), io_(io), topics_(options.topic_prefix),
-      downloads_left_(options.download_sample) {}
+      downloads_left_(options.download_sample),
+      // Default: microseconds since the epoch, so a restarted simulator continues above the seq
+      // the controller has seen (it keeps the last seq per device and component).
+      seq_base_(options.seq_start.value_or(std::chrono::duration_cast<std::chrono::microseconds>(
+                                               std::chrono::system_clock::now().time_since_epoch())
+                                               .count())) {}
 
 double Logic::unit(const std::string& a, const std::string& b, std::string_view salt) const {
     const auto h = stable_hash(std::to_string(o_.seed) + "\n" + a + "\n" + b + "\n" + std::string(salt));
@@ -74,7 +79,7 @@ Device Logic::make_device(int index) const {
         auto& c = d.components[name];
         if (!version.empty()) c.installed = version;
     }
-    d.seq = o_.seq_start.value_or(0);
+    d.seq = seq_base_;
     d.silent = o_.silent_devices.contains(d.id) || (o_.silent_rate > 0 && unit(d.id, "", "silent") < o_.silent_rate);
     return d;
 }

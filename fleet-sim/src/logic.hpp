@@ -142,6 +142,7 @@ private:
     Topics topics_;
     std::unordered_map<std::string, Expected<VerifiedRelease>> verified_;  // envelope text -> result
     int downloads_left_{0};
+    std::int64_t seq_base_{0};
     LogicCounters counters_;
 };
 

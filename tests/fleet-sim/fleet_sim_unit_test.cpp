@@ -317,3 +317,13 @@ TEST_F(LogicTest, FloodStatusesAreValidWithIncreasingSeq) {
     EXPECT_EQ(b["rollout"], "flood");
     EXPECT_EQ(b["stage"], "downloading");
 }
+
+TEST_F(LogicTest, SeqStartsAtTheMicrosecondClockByDefault) {
+    o.seq_start.reset();
+    const auto before = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    auto& d = device();
+    offer(d, "1.1.0");
+    const auto seq = io.statuses().at(0)["seq"].get<std::int64_t>();
+    EXPECT_GT(seq, before);
+    EXPECT_LT(seq, before + 60'000'000);
+}
