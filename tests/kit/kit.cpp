@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -426,11 +427,20 @@ const Pki& shared_pki(int devices) {
 
 // ---- Broker ---------------------------------------------------------------------------------
 
-Broker::Broker(const Pki& pki) : pki_(pki), dir_("ota-broker") {
+Broker::Broker(const Pki& pki, BrokerOptions options) : pki_(pki), options_(std::move(options)), dir_("ota-broker") {
     fs::create_directories(dir_ / "data");
+    if (!options_.password_file.empty()) {
+        // Each simulated device is a descriptor of the broker (a child inherits the limit).
+        rlimit r{};
+        if (::getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+            r.rlim_cur = r.rlim_max;
+            ::setrlimit(RLIMIT_NOFILE, &r);
+        }
+    }
     // A port found free may be taken by someone else before Mosquitto binds it: try another.
     for (int attempt = 1;; ++attempt) {
         port_ = free_port();
+        if (!options_.password_file.empty()) sim_port_ = free_port();
         try {
             start();
             return;
@@ -453,10 +463,12 @@ void Broker::start() {
     // stays root here to read the 0600 keys in the (0700) temporary PKI directory.
     const std::string user = ::geteuid() == 0 ? "root" : "mosquitto";
     // The config is broker-config/mosquitto.conf.in, rendered by the same script the demo uses.
-    auto rendered = run({(source_dir() / "scripts" / "render-broker-config").string(), "--port", std::to_string(port_),
-                         "--certs", pki_.dir.string(), "--data", (dir_ / "data").string(), "--acl",
-                         (source_dir() / "broker-config" / "acl").string(), "--user", user},
-                        10s);
+    std::vector<std::string> argv{(source_dir() / "scripts" / "render-broker-config").string(), "--port",
+                                  std::to_string(port_), "--certs", pki_.dir.string(), "--data", (dir_ / "data").string(),
+                                  "--acl", (source_dir() / "broker-config" / "acl").string(), "--user", user};
+    if (sim_port_ != 0)
+        argv.insert(argv.end(), {"--sim-listener", std::to_string(sim_port_), "--password-file", options_.password_file.string()});
+    auto rendered = run(argv, 10s);
     if (rendered.exit_code != 0) fail("scripts/render-broker-config failed: " + rendered.err);
     write_file(conf, rendered.out);
     // The broker's own certificate and key are in the PKI under the standard names.
@@ -471,7 +483,8 @@ void Broker::start() {
         [&] {
             if (!proc_->running()) return false;
             const auto text = read_file_or_empty(log_file);
-            return text.size() > offset && text.find(" running", offset) != std::string::npos && port_accepts(port_);
+            return text.size() > offset && text.find(" running", offset) != std::string::npos && port_accepts(port_) &&
+                   (sim_port_ == 0 || port_accepts(sim_port_));
         },
         10s);
     if (!up) {

@@ -106,14 +106,20 @@ struct Pki {
 // A real Mosquitto with the project's broker-config (mosquitto.conf rendered for the test:
 // TLS listener with require_certificate + use_identity_as_username, the project's ACL file,
 // persistence into the temp dir) on a free loopback port.
+struct BrokerOptions {
+    // Non-empty: also the simulation listener for ota-fleet-sim (render-broker-config
+    // --sim-listener): plain TCP on 127.0.0.1:sim_port(), user name + password from this file.
+    fs::path password_file;
+};
 class Broker {
 public:
-    explicit Broker(const Pki& pki);
+    explicit Broker(const Pki& pki, BrokerOptions options = {});
     ~Broker();
     Broker(const Broker&) = delete;
     Broker& operator=(const Broker&) = delete;
     [[nodiscard]] int port() const { return port_; }
     [[nodiscard]] std::string url() const;  // "mqtts://127.0.0.1:<port>"
+    [[nodiscard]] int sim_port() const { return sim_port_; }  // 0 without BrokerOptions::password_file
     [[nodiscard]] std::string log() const;
     // Stop and start again on the same port with the same persistence (retained messages kept).
     void restart();
@@ -122,8 +128,10 @@ public:
 private:
     void start();
     const Pki& pki_;
+    BrokerOptions options_;
     TempDir dir_;
     int port_{0};
+    int sim_port_{0};
     std::unique_ptr<Process> proc_;
 };
 
