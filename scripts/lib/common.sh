@@ -10,6 +10,8 @@ OTA_PACKAGES=(
   libssl-dev libpaho-mqttpp-dev libpaho-mqtt-dev nlohmann-json3-dev libcurl4-openssl-dev
   libsqlitecpp-dev libsqlite3-dev libspdlog-dev libfmt-dev libcli11-dev libgtest-dev libgmock-dev
   libarchive-dev
+  # ota-controller's /metrics endpoint
+  prometheus-cpp-dev
   # ota-fleet-sim (and the controller tests' simulated devices): libmosquitto clients
   libmosquitto-dev
   mosquitto mosquitto-clients nginx-light
