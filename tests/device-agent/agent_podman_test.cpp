@@ -1,5 +1,5 @@
 // The real ota-agent process through docker-image releases on a real engine (label `container`):
-// rootful Podman serving the Docker API (podman_engine.hpp, storage in the test's temp
+// rootful Podman serving the Docker API (../kit/podman_engine.hpp, storage in the test's temp
 // directory), the real `docker` client and docker-compose v1, the kit's Mosquitto and nginx.
 // Retained wave message -> the agent downloads the image tarball from nginx -> docker load ->
 // compose up -> health check (the container's own HTTP server answers with the new version) ->

@@ -1,11 +1,11 @@
 // docker-image against a real engine (label `container`): rootful Podman serving the Docker API
-// (../podman_engine.hpp: storage in the test's temp directory, images from a busybox rootfs, no
+// (tests/kit/podman_engine.hpp: storage in the test's temp directory, images from a busybox rootfs, no
 // registry), driven by the real `docker` client and docker-compose v1.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
 
-#include "../podman_engine.hpp"
+#include "podman_engine.hpp"
 #include "install_test_util.hpp"
 
 namespace ota::agent::test {

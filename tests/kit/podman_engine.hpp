@@ -1,9 +1,10 @@
 // A real container engine for the `container`-labelled tests: rootful Podman serving the Docker
 // API on a socket of its own, for the real `docker` client and docker-compose v1, set up as
 // ../../../shared/design/CONTAINERS.md describes (runc, ulimits from this machine's hard limits,
-// images imported from a busybox rootfs, no registry). Storage (vfs), run state and the socket
-// live in the given directory, so nothing touches the host's containers or images; the
-// destructor removes every container and image it holds and stops the service.
+// images imported from a busybox rootfs, no registry). Storage (vfs), run state, Podman's tmp_dir
+// and the socket live in the given directory, so nothing touches the host's containers or images
+// nor another engine's; the destructor removes every container and image it holds and stops the
+// service. Users: tests/device-agent (docker-image installs), tests/docker (the compose topology).
 // Needs: podman runc buildah busybox-static docker-compose, and a docker client (docker.io).
 #pragma once
 
@@ -38,7 +39,8 @@ public:
         const auto procs = std::to_string(std::min<rlim_t>(nproc.rlim_max, 32768));
         write_file(dir_ / "containers.conf", "[containers]\ndefault_ulimits = [\"nofile=" + files + ":" + files +
                                                  "\", \"nproc=" + procs + ":" + procs +
-                                                 "\"]\n[engine]\nruntime = \"runc\"\n");
+                                                 "\"]\n[engine]\nruntime = \"runc\"\ntmp_dir = \"" +
+                                                 (dir_ / "tmp").string() + "\"\n");
         write_file(dir_ / "storage.conf", "[storage]\ndriver = \"vfs\"\ngraphroot = \"" + (dir_ / "storage").string() +
                                               "\"\nrunroot = \"" + (dir_ / "run").string() + "\"\n");
         env_ = {{"CONTAINERS_CONF", (dir_ / "containers.conf").string()},
