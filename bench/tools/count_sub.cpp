@@ -2,7 +2,7 @@
 // subscriber (MQTT 5, TLS with a client certificate, QoS 1) that counts the messages of one
 // filter and reports when it had `--count` of them.
 //   ota-bench-count --broker mqtts://127.0.0.1:8883 --cafile ca.pem --cert operator.pem --key operator.key
-//                   --topic 'ota/v1/devices/+/status/+' --count 100000 [--timeout 120] [--skip-retained]
+//                   --topic 'ota/v1/devices/+/status/+' --count 100000 [--timeout 120] [--idle 3] [--skip-retained]
 // Prints "ready" once subscribed, then one JSON line: {"count", "first_ms", "last_ms", "seconds", "rate"}
 // with wall-clock milliseconds since the epoch. Exit 0 when `count` messages arrived, 1 otherwise.
 #include <chrono>
@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
     long long count = 0;
     int timeout_s = 120;
     bool skip_retained = false;
+    int idle_s = 0;
     app.add_option("--broker", broker)->required();
     app.add_option("--cafile", cafile);
     app.add_option("--cert", cert);
@@ -32,6 +33,7 @@ int main(int argc, char** argv) {
     app.add_option("--count", count)->required();
     app.add_option("--timeout", timeout_s);
     app.add_option("--client-id", id);
+    app.add_option("--idle", idle_s, "Stop when nothing arrived for this many seconds after the first message (0: never)");
     app.add_flag("--skip-retained", skip_retained, "Do not count retained messages delivered at subscribe");
     CLI11_PARSE(app, argc, argv);
     try {
@@ -46,9 +48,14 @@ int main(int argc, char** argv) {
         std::fflush(stdout);
         long long n = 0, first = 0, last = 0;
         const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+        auto last_seen = std::chrono::steady_clock::now();
         while (n < count && std::chrono::steady_clock::now() < deadline) {
             mqtt::const_message_ptr m;
-            if (!cli.try_consume_message_for(&m, std::chrono::milliseconds(200)) || !m) continue;
+            if (!cli.try_consume_message_for(&m, std::chrono::milliseconds(200)) || !m) {
+                if (idle_s > 0 && n > 0 && std::chrono::steady_clock::now() - last_seen > std::chrono::seconds(idle_s)) break;
+                continue;
+            }
+            last_seen = std::chrono::steady_clock::now();
             if (skip_retained && m->is_retained()) continue;
             if (n == 0) first = now_ms();
             ++n;

@@ -51,6 +51,61 @@ private:
     std::uint64_t dropped_{0};
 };
 
+// Publishes on a thread of its own, in order, each waiting for its acknowledgement: the engine
+// thread never waits for the broker (which, under a flood of status messages, may take seconds
+// to acknowledge while it delivers what it queued for the controller).
+class Publisher {
+public:
+    explicit Publisher(mqtt::Client& client) : client_(client) {}
+    ~Publisher() { stop(std::chrono::seconds(2)); }
+    void start() { thread_ = std::thread([this] { run(); }); }
+    void push(std::vector<Outgoing> out) {
+        if (out.empty()) return;
+        {
+            std::lock_guard lock(mu_);
+            for (auto& o : out) queue_.push_back(std::move(o));
+        }
+        cv_.notify_one();
+    }
+    // Let the queue drain for up to `grace`, then stop.
+    void stop(std::chrono::milliseconds grace) {
+        if (!thread_.joinable()) return;
+        {
+            std::unique_lock lock(mu_);
+            cv_.wait_for(lock, grace, [&] { return queue_.empty() && !busy_; });
+            stop_ = true;
+        }
+        cv_.notify_all();
+        thread_.join();
+    }
+
+private:
+    void run() {
+        std::unique_lock lock(mu_);
+        while (!stop_) {
+            if (queue_.empty()) {
+                cv_.wait(lock);
+                continue;
+            }
+            auto o = std::move(queue_.front());
+            queue_.pop_front();
+            busy_ = true;
+            lock.unlock();
+            auto r = client_.publish(o.topic, o.payload, 1, o.retain, std::chrono::seconds(30));
+            if (!r) lg.warn("publish failed", {{"topic", o.topic}, {"error", r.error().describe()}});
+            lock.lock();
+            busy_ = false;
+            cv_.notify_all();
+        }
+    }
+    mqtt::Client& client_;
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<Outgoing> queue_;
+    bool stop_{false}, busy_{false};
+    std::thread thread_;
+};
+
 struct Metrics {
     std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
     prometheus::Family<prometheus::Gauge>& rollouts =
@@ -122,13 +177,7 @@ int run_service(const ControllerConfig& cfg, std::atomic<bool>& stop) {
     client.on_message([&](const mqtt::Message& m) { ingest.push(m); });
     client.on_connection([&](bool up) { lg.info(up ? "connected to the broker" : "connection to the broker lost"); });
 
-    auto publish = [&](const std::vector<Outgoing>& out) {
-        for (const auto& o : out) {
-            auto r = client.connected() ? client.publish(o.topic, o.payload, 1, o.retain, std::chrono::seconds(5))
-                                        : client.publish_async(o.topic, o.payload, 1, o.retain);
-            if (!r) lg.warn("publish failed", {{"topic", o.topic}, {"error", r.error().describe()}});
-        }
-    };
+    Publisher publisher(client);
     auto step = [&](auto&& body) -> bool {
         try {
             Store::Batch batch(**store);
@@ -141,7 +190,7 @@ int run_service(const ControllerConfig& cfg, std::atomic<bool>& stop) {
             lg.error("cannot write the state database", {{"error", e.what()}});
             return false;
         }
-        publish(engine.take_outgoing());
+        publisher.push(engine.take_outgoing());
         return true;
     };
 
@@ -154,7 +203,7 @@ int run_service(const ControllerConfig& cfg, std::atomic<bool>& stop) {
         for (int i = 0; i < 20 && !stop; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
         if (stop) return 0;
     }
-    publish(engine.take_outgoing());
+    publisher.start();
     const Topics topics(cfg.topic_prefix);
     // Order matters on a fresh start: devices (online, inventory) before status, then releases.
     for (const auto& filter : {topics.prefix() + "/devices/+/online", topics.prefix() + "/devices/+/inventory",
@@ -189,6 +238,7 @@ int run_service(const ControllerConfig& cfg, std::atomic<bool>& stop) {
         }
     }
     lg.info("controller stopping");
+    publisher.stop(std::chrono::seconds(5));
     (void)client.disconnect();
     return 0;
 }

@@ -1,0 +1,76 @@
+# Shared by the controller and fleet benchmarks (sourced): a Mosquitto with the project's config
+# plus the simulation listener, an ota-controller, the release key, and cleanup of exactly what
+# was started. Expects ROOT, BUILD and WORK to be set and PIDS=() declared by the caller.
+
+SIM="$BUILD/fleet-sim/ota-fleet-sim"
+CONTROLLER="$BUILD/rollout-controller/ota-controller"
+CTL_BIN="$BUILD/rollout-controller/ota-ctl"
+PUBLISH="$BUILD/publisher/ota-publish"
+SECRET="bench-$$"
+
+bench_cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+
+bench_free_port() {
+  local p=$1
+  while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$((p + 1)); done
+  echo "$p"
+}
+
+bench_wait_port() {
+  local i
+  for i in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
+  echo "bench: nothing listens on $1" >&2; return 1
+}
+
+# bench_broker DEVICES: certs, sim passwords for DEVICES, broker on MQTT_PORT (TLS) + SIM_PORT.
+bench_broker() {
+  ulimit -n "$(ulimit -Hn)"
+  MQTT_PORT=$(bench_free_port 19883)
+  SIM_PORT=$(bench_free_port $((MQTT_PORT + 1)))
+  C="$WORK/certs"
+  "$ROOT/scripts/make-dev-certs" "$C" --devices 0 >/dev/null
+  "$SIM" make-passwords --devices "$1" --secret "$SECRET" --hash sha512 --out "$WORK/sim.passwd" >/dev/null
+  mkdir -p "$WORK/mosquitto"
+  local user=mosquitto; [ "$(id -u)" -eq 0 ] && user=root
+  "$ROOT/scripts/render-broker-config" --port "$MQTT_PORT" --certs "$C" --data "$WORK/mosquitto" \
+    --acl "$ROOT/broker-config/acl" --user "$user" --sim-listener "$SIM_PORT" --password-file "$WORK/sim.passwd" \
+    > "$WORK/mosquitto.conf"
+  mosquitto -c "$WORK/mosquitto.conf" >"$WORK/mosquitto.log" 2>&1 &
+  BROKER_PID=$!; PIDS+=($BROKER_PID)
+  bench_wait_port "$MQTT_PORT"
+  "$PUBLISH" keygen --out "$WORK/release" >/dev/null
+  CTL=("$CTL_BIN" --broker "mqtts://127.0.0.1:$MQTT_PORT" --cafile "$C/ca.pem" --cert "$C/operator.pem" --key "$C/operator.key" --actor bench)
+}
+
+# bench_controller WAVES_JSON: ota-controller with fleet "plant" and these waves, metrics on METRICS_PORT.
+bench_controller() {
+  METRICS_PORT=$(bench_free_port $((SIM_PORT + 1)))
+  cat > "$WORK/controller.json" <<JSON
+{"mqtt": {"broker": "mqtts://127.0.0.1:$MQTT_PORT", "cafile": "$C/ca.pem", "cert": "$C/controller.pem", "key": "$C/controller.key"},
+ "trusted_keys": "$WORK/release.pub", "database": "$WORK/controller.db", "metrics_listen": "127.0.0.1:$METRICS_PORT",
+ "tick_ms": 100, "state_interval_ms": 500, "log": {"level": "warn"},
+ "fleets": [{"name": "plant", "waves": $1}]}
+JSON
+  "$CONTROLLER" --config "$WORK/controller.json" >"$WORK/controller.log" 2>&1 &
+  CONTROLLER_PID=$!; PIDS+=($CONTROLLER_PID)
+  bench_wait_port "$METRICS_PORT"
+}
+
+# bench_release VERSION: CI publishes app VERSION (the artifact is never downloaded by the simulator).
+bench_release() {
+  head -c 1024 /dev/urandom > "$WORK/app-$1.bin"
+  "$PUBLISH" publish --broker "mqtts://127.0.0.1:$MQTT_PORT" --cafile "$C/ca.pem" --cert "$C/ci.pem" --key "$C/ci.key" \
+    --signing-key "$WORK/release.key" --component app --version "$1" --channel stable \
+    --artifact "$WORK/app-$1.bin" --url "https://127.0.0.1:1/app-$1.bin" --install file --target /var/lib/app >/dev/null
+}
+
+bench_metric() {  # metric line prefix -> value (0 when absent)
+  curl -s "http://127.0.0.1:$METRICS_PORT/metrics" | awk -v k="$1" 'index($0, k) == 1 { v = $NF } END { print v + 0 }'
+}
+
+rss_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
