@@ -7,9 +7,12 @@
 # stage over 500-2500 ms; one device fails every release. Each run publishes a newer release
 # (superseding the halted one), so all devices report at once while the failing one fails.
 # Latency = the failing device's `halted_received` minus its `status_published` of the failure
-# (both CLOCK_MONOTONIC in the simulator's event log; the baseline is the broker's own round
-# trip: the same device's time from publishing to receiving, i.e. the latency includes one
-# broker hop in and one out). Only processes this script started are stopped, by PID.
+# (both CLOCK_MONOTONIC in the simulator's event log). Baseline, in the same run: ota-bench-count
+# as a bare paho client (controller certificate) that answers the same failure message with one
+# publish to the failing device (its cmd topic, {"cmd":"baseline","component":<rollout>}, which
+# the simulator logs and ignores) and does nothing else: the two broker hops and a client,
+# without ingest, SQLite or rollout logic. (The controller's halted message goes to all devices
+# of the wave, the baseline's to one.) Only processes this script started are stopped, by PID.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="$(cd "${1:-$ROOT/build}" && pwd)"
@@ -19,13 +22,18 @@ WORK=$(mktemp -d /tmp/ota-bench-halt.XXXXXX)
 PIDS=()
 source "$ROOT/bench/lib/fleet.sh"
 trap bench_cleanup EXIT
-for b in "$SIM" "$CONTROLLER" "$PUBLISH" "$CTL_BIN"; do
+for b in "$SIM" "$CONTROLLER" "$PUBLISH" "$CTL_BIN" "$BUILD/bench/tools/ota-bench-count"; do
   [ -x "$b" ] || { echo "controller-halt.sh: $b not found (cmake --build $BUILD --target ota-fleet-sim ota-controller ota-ctl ota-publish)" >&2; exit 2; }
 done
 FAILING=device-00007
 
 bench_broker "$DEVICES"
 bench_controller '[{"name": "all", "percent": 100, "max_failures": 1, "device_timeout_s": 600}, {"name": "none"}]'
+"$BUILD/bench/tools/ota-bench-count" --broker "mqtts://127.0.0.1:$MQTT_PORT" --cafile "$C/ca.pem" --cert "$C/controller.pem" \
+  --key "$C/controller.key" --client-id bench-reflect --topic "ota/v1/devices/$FAILING/status/app" --count 1000000000 \
+  --timeout 3600 --skip-retained --reflect-topic "ota/v1/devices/$FAILING/cmd" --reflect-when "${REFLECT_WHEN:-\"stage\":\"rolled_back\"}" \
+  > "$WORK/reflect.out" 2>&1 &
+PIDS+=($!)
 "$SIM" --devices "$DEVICES" --port "$SIM_PORT" --secret "$SECRET" --trusted-keys "$WORK/release.pub" \
   --work-ms 500 --jitter-ms 2000 --fail-devices "$FAILING" --duration 3600 --quiet --events "$WORK/events.jsonl" \
   > "$WORK/sim.json" 2>"$WORK/sim.err" &
@@ -47,24 +55,33 @@ sleep 1.5  # the simulator flushes its event log every second
 python3 - "$WORK/events.jsonl" "$FAILING" "$RUNS" <<'PY'
 import json, sys
 path, failing, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
-fail_at, halt_at, statuses = {}, {}, {}
+fail_at, halt_at, base_at, statuses = {}, {}, {}, {}
 for line in open(path):
     e = json.loads(line)
-    r = e.get("rollout")
+    r = e.get("rollout", "")
     if e.get("event") == "status_published":
         statuses[r] = statuses.get(r, 0) + 1
         if e.get("device") == failing and e.get("stage") in ("rolled_back", "failed"):
             fail_at[r] = e["mono_us"]
     elif e.get("event") == "halted_received" and e.get("device") == failing:
         halt_at.setdefault(r, e["mono_us"])
-lat = sorted((halt_at[r] - fail_at[r]) / 1000.0 for r in fail_at if r in halt_at)
+    elif e.get("event") == "cmd_received" and e.get("device") == failing and e.get("cmd") == "baseline":
+        base_at.setdefault(e.get("component", ""), e["mono_us"])
+def series(at):
+    return sorted((at[r] - fail_at[r]) / 1000.0 for r in fail_at if r in at)
+lat, base = series(halt_at), series(base_at)
 if len(lat) < runs:
-    sys.exit(f"controller-halt: only {len(lat)} of {runs} runs measured")
-def pct(p):
-    return lat[min(len(lat) - 1, int(round(p / 100.0 * (len(lat) - 1))))]
-per_run = sum(statuses.values()) / max(1, len(statuses))
-print(f"halt latency over {len(lat)} runs (ms): p50 {pct(50):.1f}  p90 {pct(90):.1f}  p99 {pct(99):.1f}  max {lat[-1]:.1f}  min {lat[0]:.1f}")
-print(f"status messages per run (all devices): {per_run:.0f}")
+    sys.exit(f"controller-halt: measured {len(lat)} controller halts of {runs} runs")
+def pct(s, p):
+    return s[min(len(s) - 1, int(round(p / 100.0 * (len(s) - 1))))]
+def row(name, s):
+    print(f"{name:<40} {pct(s, 50):8.1f} {pct(s, 90):8.1f} {pct(s, 99):8.1f} {s[-1]:8.1f}")
+print(f"{'halt latency over %d runs (ms)' % len(lat):<40} {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8}")
+row("ota-controller: failure -> retained halted", lat)
+if base:
+    row("bare client answering the same message", base)
+    print(f"ratio controller/baseline: p50 {pct(lat, 50) / pct(base, 50):.1f}x, p99 {pct(lat, 99) / pct(base, 99):.1f}x")
+print(f"status messages per run (all devices): {sum(statuses.values()) / max(1, len(statuses)):.0f}")
 PY
 printf 'controller peak RSS %.1f MiB; broker peak RSS %.1f MiB\n' "$(awk -v k="$(rss_kb $CONTROLLER_PID)" 'BEGIN { print k / 1024 }')" \
   "$(awk -v k="$(rss_kb $BROKER_PID)" 'BEGIN { print k / 1024 }')"

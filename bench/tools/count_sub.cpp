@@ -3,6 +3,8 @@
 // filter and reports when it had `--count` of them.
 //   ota-bench-count --broker mqtts://127.0.0.1:8883 --cafile ca.pem --cert operator.pem --key operator.key
 //                   --topic 'ota/v1/devices/+/status/+' --count 100000 [--timeout 120] [--idle 3] [--skip-retained]
+// With --reflect-topic it is the baseline of the halt benchmark: a client that answers a failure
+// with one publish and nothing else (no parsing beyond a substring, no state, no database).
 // Prints "ready" once subscribed, then one JSON line: {"count", "first_ms", "last_ms", "seconds", "rate"}
 // with wall-clock milliseconds since the epoch. Exit 0 when `count` messages arrived, 1 otherwise.
 #include <chrono>
@@ -25,6 +27,7 @@ int main(int argc, char** argv) {
     int timeout_s = 120;
     bool skip_retained = false;
     int idle_s = 0;
+    std::string reflect_topic, reflect_when;
     app.add_option("--broker", broker)->required();
     app.add_option("--cafile", cafile);
     app.add_option("--cert", cert);
@@ -34,6 +37,10 @@ int main(int argc, char** argv) {
     app.add_option("--timeout", timeout_s);
     app.add_option("--client-id", id);
     app.add_option("--idle", idle_s, "Stop when nothing arrived for this many seconds after the first message (0: never)");
+    app.add_option("--reflect-topic", reflect_topic,
+                   "Baseline of the halt benchmark: answer each message containing --reflect-when with "
+                   "{\"cmd\":\"baseline\",\"component\":\"<its rollout>\"} on this topic (a device's cmd topic)");
+    app.add_option("--reflect-when", reflect_when, "The payload substring that triggers the answer");
     app.add_flag("--skip-retained", skip_retained, "Do not count retained messages delivered at subscribe");
     CLI11_PARSE(app, argc, argv);
     try {
@@ -56,6 +63,13 @@ int main(int argc, char** argv) {
                 continue;
             }
             last_seen = std::chrono::steady_clock::now();
+            if (!reflect_topic.empty() && m->get_payload_str().find(reflect_when) != std::string::npos) {
+                const auto& p = m->get_payload_str();
+                const std::string field = "\"rollout\":\"";
+                const auto at = p.find(field);
+                const auto rollout = at == std::string::npos ? std::string() : p.substr(at + field.size(), p.find('"', at + field.size()) - at - field.size());
+                cli.publish(reflect_topic, "{\"cmd\":\"baseline\",\"component\":\"" + rollout + "\"}", 1, false);
+            }
             if (skip_retained && m->is_retained()) continue;
             if (n == 0) first = now_ms();
             ++n;
