@@ -161,6 +161,14 @@ protected:
         return kit::wait_until([&] { return ctl_json({"status", rollout}).value("state", "") == want; }, timeout, 200ms);
     }
 
+    // Until wave `index` of the rollout is in `want` (ota-ctl status, bounded).
+    bool wait_wave(const std::string& rollout, int index, const std::string& want, std::chrono::milliseconds timeout = 30s) const {
+        return kit::wait_until([&] {
+            auto s = ctl_json({"status", rollout});
+            return s.contains("waves") && s["waves"][index]["state"] == want;
+        }, timeout, 200ms);
+    }
+
     std::vector<std::string> audit_actions(const std::string& rollout) const {
         std::vector<std::string> out;
         for (const auto& a : ctl_json({"audit", "--rollout", rollout, "--limit", "1000"}))
