@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# A full three-wave rollout over DEVICES simulated devices (default 10,000), then notify latency.
+#   bench/rollout-10k.sh [BUILD_DIR] [DEVICES] [NOTIFY_RUNS]     (default: build/, 10000, 10)
+# Mosquitto (project config + simulation listener), ota-controller with canary 1 % -> early 10 %
+# -> broad 100 % (soak 0, success 100 %), ota-fleet-sim with every device reporting 7 stages over
+# 2-3 s. Prints: wall time from `ota-publish` returning to the rollout's `completed`; whether
+# every device was counted once (the controller's totals against the simulator's summary); peak
+# RSS of the controller and the broker. Then NOTIFY_RUNS more releases with an approval gate on
+# the early wave: notify latency = from `ota-publish` returning to the last canary device
+# receiving the open wave message (simulator events, wall clock), p50/p99. The baseline of the
+# notify latency is the broker's fan-out of one retained message to the same devices:
+# `mosquitto_pub` of a message on a wave topic nobody else uses is timed the same way.
+# Only processes this script started are stopped, by PID.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD="$(cd "${1:-$ROOT/build}" && pwd)"
+DEVICES="${2:-10000}"
+NOTIFY_RUNS="${3:-10}"
+WORK=$(mktemp -d /tmp/ota-bench-rollout.XXXXXX)
+PIDS=()
+source "$ROOT/bench/lib/fleet.sh"
+trap bench_cleanup EXIT
+for b in "$SIM" "$CONTROLLER" "$PUBLISH" "$CTL_BIN"; do
+  [ -x "$b" ] || { echo "rollout-10k.sh: $b not found (cmake --build $BUILD --target ota-fleet-sim ota-controller ota-ctl ota-publish)" >&2; exit 2; }
+done
+now_ms() { date +%s%3N; }
+state_of() { "${CTL[@]}" --json status "$1" 2>/dev/null | sed -nE 's/^  "state": "([a-z_]+)".*/\1/p' | head -1; }
+
+bench_broker "$DEVICES"
+bench_controller '[{"name": "canary", "percent": 1}, {"name": "early", "percent": 10}, {"name": "broad", "percent": 100}]'
+# components: app (the rollout) and gate (the notify runs, whose early wave waits for approval)
+python3 - "$WORK/controller.json" <<'PY'
+import json, sys
+p = sys.argv[1]; c = json.load(open(p))
+c["fleets"][0]["defaults"] = {"device_timeout_s": 600}
+c["fleets"][0]["components"] = {"gate": {"waves": {"early": {"approval": True}}}}
+json.dump(c, open(p, "w"))
+PY
+kill "$CONTROLLER_PID"; wait "$CONTROLLER_PID" 2>/dev/null || true
+"$CONTROLLER" --config "$WORK/controller.json" >"$WORK/controller.log" 2>&1 &
+CONTROLLER_PID=$!; PIDS+=($CONTROLLER_PID)
+bench_wait_port "$METRICS_PORT"
+
+t_start=$(now_ms)
+"$SIM" --devices "$DEVICES" --port "$SIM_PORT" --secret "$SECRET" --trusted-keys "$WORK/release.pub" \
+  --component app=1.0.0 --component gate=1.0.0 --work-ms 2000 --jitter-ms 1000 --duration 3600 --quiet \
+  --events "$WORK/events.jsonl" > "$WORK/sim.json" 2>"$WORK/sim.err" &
+SIM_PID=$!; PIDS+=($SIM_PID)
+for _ in $(seq 1 1200); do [ "$(bench_metric 'ota_controller_devices_known')" -ge "$DEVICES" ] && break; sleep 0.1; done
+echo "rollout-10k: $DEVICES devices known to the controller after $(( $(now_ms) - t_start )) ms"
+sleep 2  # let the assignments settle
+
+bench_release 1.1.0
+t0=$(now_ms)
+ok=""
+for _ in $(seq 1 3000); do  # 600 s at most
+  [ "$(state_of plant.app.1.1.0)" = completed ] && { ok=1; break; }
+  sleep 0.2
+done
+t1=$(now_ms)
+[ -n "$ok" ] || { echo "rollout-10k: the rollout did not complete: $("${CTL[@]}" status plant.app.1.1.0)" >&2; exit 1; }
+"${CTL[@]}" status plant.app.1.1.0
+totals=$("${CTL[@]}" --json status plant.app.1.1.0 | python3 -c 'import json,sys; t=json.load(sys.stdin)["totals"]; print(t["devices"], t["succeeded"], t["failed"])')
+read -r c_devices c_succeeded c_failed <<<"$totals"
+printf 'three-wave rollout: %s devices, publish -> completed %.1f s; counted: %s devices, %s succeeded, %s failed (each once: %s)\n' \
+  "$DEVICES" "$(awk -v a="$t1" -v b="$t0" 'BEGIN { print (a - b) / 1000 }')" "$c_devices" "$c_succeeded" "$c_failed" \
+  "$([ "$c_devices" = "$DEVICES" ] && [ "$c_succeeded" = "$DEVICES" ] && echo yes || echo NO)"
+printf 'peak RSS: controller %.1f MiB, broker %.1f MiB\n' "$(awk -v k="$(rss_kb $CONTROLLER_PID)" 'BEGIN { print k / 1024 }')" \
+  "$(awk -v k="$(rss_kb $BROKER_PID)" 'BEGIN { print k / 1024 }')"
+
+# Notify latency: each run publishes gate 1.<run>.0; the canary (1 %) gets it, early waits for approval.
+: > "$WORK/notify.txt"
+for run in $(seq 1 "$NOTIFY_RUNS"); do
+  bench_release_component() {
+    head -c 1024 /dev/urandom > "$WORK/gate.bin"
+    "$PUBLISH" publish --broker "mqtts://127.0.0.1:$MQTT_PORT" --cafile "$C/ca.pem" --cert "$C/ci.pem" --key "$C/ci.key" \
+      --signing-key "$WORK/release.key" --component gate --version "$1" --channel stable \
+      --artifact "$WORK/gate.bin" --url "https://127.0.0.1:1/gate.bin" --install file --target /var/lib/gate >/dev/null
+  }
+  bench_release_component "1.$run.0"
+  echo "gate plant.gate.1.$run.0 $(now_ms)" >> "$WORK/notify.txt"
+  for _ in $(seq 1 150); do
+    [ "$(state_of "plant.gate.1.$run.0")" = active ] && "${CTL[@]}" --json status "plant.gate.1.$run.0" | grep -q '"waiting_approval"' && break
+    sleep 0.2
+  done
+  sleep 1
+  # baseline: the broker alone fans out one retained message to the same canary devices
+  mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$C/ca.pem" --cert "$C/controller.pem" --key "$C/controller.key" \
+    -q 1 -r -t ota/v1/fleets/plant/waves/canary/probe -m "{\"rollout\":\"probe-$run\",\"state\":\"open\",\"release\":{}}"
+  echo "probe probe-$run $(now_ms)" >> "$WORK/notify.txt"
+  sleep 1
+done
+sleep 1.5
+python3 - "$WORK/events.jsonl" "$WORK/notify.txt" <<'PY'
+import json, sys
+events, notify = sys.argv[1], sys.argv[2]
+wave = {}
+opened = {}
+for line in open(events):
+    e = json.loads(line)
+    if e.get("event") == "assignment_received":
+        wave[e["device"]] = e.get("wave")
+    elif e.get("event") == "wave_open_received" and e.get("component") in ("gate", "probe"):
+        r = e.get("rollout")
+        opened.setdefault(r, {}).setdefault(e["device"], e["wall_us"] / 1000.0)
+canary = {d for d, w in wave.items() if w == "canary"}
+lat = {"gate": [], "probe": []}
+for line in open(notify):
+    kind, rollout, t = line.split()
+    got = opened.get(rollout, {})
+    if canary and canary.issubset(got):
+        lat[kind].append(max(got[d] for d in canary) - float(t))
+if not lat["gate"]:
+    sys.exit("rollout-10k: no notify run measured")
+def pct(s, p):
+    s = sorted(s)
+    return s[min(len(s) - 1, int(round(p / 100.0 * (len(s) - 1))))]
+print(f"notify latency to the {len(canary)} canary devices (ms)      p50     p99     max   runs")
+for kind, name in (("gate", "ota-publish -> controller -> devices"), ("probe", "mosquitto_pub -> devices (baseline)")):
+    if lat[kind]:
+        print(f"  {name:<44} {pct(lat[kind], 50):6.0f}  {pct(lat[kind], 99):6.0f}  {max(lat[kind]):6.0f}  {len(lat[kind]):5d}")
+PY
