@@ -162,7 +162,7 @@ protected:
     }
 
     // Until wave `index` of the rollout is in `want` (ota-ctl status, bounded).
-    bool wait_wave(const std::string& rollout, int index, const std::string& want, std::chrono::milliseconds timeout = 30s) const {
+    bool wait_wave(const std::string& rollout, std::size_t index, const std::string& want, std::chrono::milliseconds timeout = 30s) const {
         return kit::wait_until([&] {
             auto s = ctl_json({"status", rollout});
             return s.contains("waves") && s["waves"][index]["state"] == want;

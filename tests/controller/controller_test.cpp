@@ -147,7 +147,7 @@ TEST_F(ControllerTest, ApprovalGateWaitsForOtaCtlApprove) {
     start_controller(config(three_waves({}, {{"approval", true}})));
     start_devices(fleet_size);
     publish_release("app", "1.1.0");
-    ASSERT_TRUE(wait_wave(R1, 1, "waiting_approval")) << ctl({"status", R1}).out;
+    ASSERT_TRUE(wait_wave(R1, 1u, "waiting_approval")) << ctl({"status", R1}).out;
     std::this_thread::sleep_for(1s);
     for (int i = 3; i <= 8; ++i) EXPECT_TRUE(opens((*sims)[dev(i)], R1).empty()) << dev(i);
     auto a = ctl({"approve", R1});
@@ -173,7 +173,7 @@ TEST_F(ControllerTest, AMaintenanceWindowKeepsTheWaveClosedOutsideIt) {
                                         {{"window", {{"start", hhmm(hour + 2)}, {"end", hhmm(hour + 3)}}}})));
     start_devices(fleet_size);
     publish_release("app", "1.1.0");
-    ASSERT_TRUE(wait_wave(R1, 1, "waiting_window")) << ctl({"status", R1}).out;
+    ASSERT_TRUE(wait_wave(R1, 1u, "waiting_window")) << ctl({"status", R1}).out;
     EXPECT_EQ((*sims)[dev(1)].installed("app"), "1.1.0");
     std::this_thread::sleep_for(1s);
     for (int i = 3; i <= fleet_size; ++i) EXPECT_TRUE((*sims)[dev(i)].waves().empty()) << dev(i);
@@ -194,13 +194,13 @@ TEST_F(ControllerTest, ANewerReleaseSupersedesAndDevicesAtTargetAreNotReupdated)
         return true;
     }, 15s));
     publish_release("app", "1.1.0");
-    ASSERT_TRUE(wait_wave(R1, 1, "waiting_approval")) << ctl({"status", R1}).out;
+    ASSERT_TRUE(wait_wave(R1, 1u, "waiting_approval")) << ctl({"status", R1}).out;
     const std::string R2 = "plant.app.1.2.0";
     publish_release("app", "1.2.0");
     ASSERT_TRUE(wait_state(R1, "superseded", 20s)) << controller->log();
     auto wave = json::parse(retained("ota/v1/fleets/plant/waves/canary/app").value_or("{}"));
     ASSERT_TRUE(kit::wait_until([&] { return ctl_json({"status", R2}).contains("waves"); }, 20s, 200ms));
-    ASSERT_TRUE(wait_wave(R2, 1, "waiting_approval")) << ctl({"status", R2}).out;
+    ASSERT_TRUE(wait_wave(R2, 1u, "waiting_approval")) << ctl({"status", R2}).out;
     auto s2 = ctl_json({"status", R2});
     EXPECT_EQ(s2["waves"][0]["already"], 1);     // device-002
     EXPECT_EQ(s2["waves"][0]["succeeded"], 2);   // device-001 updated, device-002 already there
@@ -252,7 +252,7 @@ TEST_F(ControllerTest, MalformedDuplicateAndOutOfOrderStatusChangeNoCount) {
     start_controller(config(three_waves({}, {{"approval", true}})));
     start_devices(fleet_size - 1);  // device-020 stays unknown to the controller
     publish_release("app", "1.1.0");
-    ASSERT_TRUE(wait_wave(R1, 1, "waiting_approval"));
+    ASSERT_TRUE(wait_wave(R1, 1u, "waiting_approval"));
     const auto before = ctl_json({"status", R1})["waves"];
     auto& d1 = (*sims)[dev(1)];
     const std::string topic = "ota/v1/devices/" + dev(1) + "/status/app";
@@ -300,7 +300,7 @@ TEST_F(ControllerTest, OperatorCommandsFromADeviceCertificateAreRefusedByTheBrok
     start_controller(config(three_waves({}, {{"approval", true}})));
     start_devices(4);
     publish_release("app", "1.1.0");
-    ASSERT_TRUE(wait_wave(R1, 1, "waiting_approval"));
+    ASSERT_TRUE(wait_wave(R1, 1u, "waiting_approval"));
     kit::Subscriber replies(*broker, pki, "operator", "ota/v1/control/reply/#");
     ASSERT_TRUE(replies.subscribed());
     const auto req = json{{"id", "x1"}, {"cmd", "abort"}, {"rollout", R1}, {"actor", "mallory"},
@@ -322,7 +322,7 @@ TEST_F(ControllerTest, OtaCtlListsRolloutsAndDevicesWithVersionSkew) {
     start_controller(config(three_waves({}, {{"approval", true}})));
     start_devices(fleet_size);
     publish_release("app", "1.1.0");
-    ASSERT_TRUE(wait_wave(R1, 1, "waiting_approval"));
+    ASSERT_TRUE(wait_wave(R1, 1u, "waiting_approval"));
     auto list = ctl({"rollouts"});
     ASSERT_EQ(list.exit_code, 0) << list.err;
     EXPECT_NE(list.out.find(R1), std::string::npos);
@@ -389,7 +389,7 @@ TEST_F(ControllerTest, UpdateOneDeviceNowOutsideItsWave) {
     start_controller(config(three_waves({}, {{"approval", true}})));
     start_devices(fleet_size);
     publish_release("app", "1.1.0");
-    ASSERT_TRUE(wait_wave(R1, 1, "waiting_approval"));
+    ASSERT_TRUE(wait_wave(R1, 1u, "waiting_approval"));
     auto u = ctl({"update", dev(12), "app"});
     ASSERT_EQ(u.exit_code, 0) << u.err;
     EXPECT_NE(u.out.find("install of app 1.1.0 requested"), std::string::npos) << u.out;
