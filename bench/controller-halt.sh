@@ -25,10 +25,22 @@ trap bench_cleanup EXIT
 for b in "$SIM" "$CONTROLLER" "$PUBLISH" "$CTL_BIN" "$BUILD/bench/tools/ota-bench-count"; do
   [ -x "$b" ] || { echo "controller-halt.sh: $b not found (cmake --build $BUILD --target ota-fleet-sim ota-controller ota-ctl ota-publish)" >&2; exit 2; }
 done
-FAILING=device-00007
+# WAVE_PERCENT (default 100): the wave that halts holds this percent of the devices (stable hash,
+# as the controller places them); the others are in a later wave that never opens. The failing
+# device is the first one the hash puts in the halting wave.
+WAVE_PERCENT="${WAVE_PERCENT:-100}"
+FAILING=$(python3 - "$WAVE_PERCENT" <<'PY'
+import hashlib, sys
+p = float(sys.argv[1])
+for i in range(7, 100000):
+    d = "device-%05d" % i
+    if int(hashlib.sha256(("plant/" + d).encode()).hexdigest()[:12], 16) % 10000 < int(p * 100 + 0.5):
+        print(d); break
+PY
+)
 
 bench_broker "$DEVICES"
-bench_controller '[{"name": "all", "percent": 100, "max_failures": 1, "device_timeout_s": 600}, {"name": "none"}]'
+bench_controller "[{\"name\": \"all\", \"percent\": $WAVE_PERCENT, \"max_failures\": 1, \"device_timeout_s\": 600}, {\"name\": \"none\"}]"
 "$BUILD/bench/tools/ota-bench-count" --broker "mqtts://127.0.0.1:$MQTT_PORT" --cafile "$C/ca.pem" --cert "$C/controller.pem" \
   --key "$C/controller.key" --client-id bench-reflect --topic "ota/v1/devices/$FAILING/status/app" --count 1000000000 \
   --timeout 3600 --skip-retained --reflect-topic "ota/v1/devices/$FAILING/cmd" --reflect-when "${REFLECT_WHEN:-\"stage\":\"rolled_back\"}" \
@@ -39,7 +51,7 @@ PIDS+=($!)
   > "$WORK/sim.json" 2>"$WORK/sim.err" &
 SIM_PID=$!; PIDS+=($SIM_PID)
 for _ in $(seq 1 600); do [ "$(bench_metric 'ota_controller_devices_known')" -ge "$DEVICES" ] && break; sleep 0.1; done
-echo "controller-halt: $DEVICES devices, $RUNS runs; failing device $FAILING"
+echo "controller-halt: $DEVICES devices, the halting wave holds $WAVE_PERCENT % of them, $RUNS runs; failing device $FAILING"
 for run in $(seq 1 "$RUNS"); do
   version="1.$run.0"
   bench_release "$version"
