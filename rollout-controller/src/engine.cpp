@@ -743,6 +743,9 @@ Expected<ojson> Engine::command(const std::string& cmd, const nlohmann::json& re
         audit(now, actor, "update", r, "device " + device);
         return ojson{{"device", device}, {"rollout", r->row.id}, {"version", r->row.version}};
     }
+    if (cmd != "approve" && cmd != "pause" && cmd != "resume" && cmd != "retry" && cmd != "abort")
+        return fail(ErrorCode::request_invalid, "unknown cmd \"" + cmd +
+                                                    "\" (rollouts status devices audit update approve pause resume retry abort)");
     auto found = find_rollout(request);
     if (!found) return std::unexpected(found.error());
     auto& r = **found;

@@ -233,3 +233,43 @@ TEST(Engine, StateSurvivesReopeningTheDatabaseAndRetainedReplaysCountOnce) {
     EXPECT_EQ(after, b);
     EXPECT_EQ(rig.store->schema_version(), 1);
 }
+
+TEST(Engine, BadInventoryReleasesAndControlRequestsAreCountedAndAnsweredClearly) {
+    EngineRig rig(json::array({{{"name", "all"}, {"percent", 100}}}));
+    rig.msg("ota/v1/devices/device-001/inventory", std::string("{not json"));
+    rig.msg("ota/v1/devices/device-001/inventory", json{{"components", {{"app", 5}}}});
+    EXPECT_EQ(rig.engine->counters().by_result.at("malformed"), 2u);
+    EXPECT_EQ(rig.engine->device_count(), 0u);
+    // a release signed by a key the controller does not trust, and one that is not JSON
+    ota::Manifest m;
+    m.component = "app";
+    m.version = "1.0.0";
+    m.channel = "stable";
+    m.artifact = {.url = "https://x/a", .size = 1, .sha256 = std::string(64, 'a'), .encryption = std::nullopt};
+    m.install.target = "/x";
+    m.created = ota::now_utc();
+    rig.msg("ota/v1/releases/app/stable", ota::make_envelope(m, ota::crypto::PrivateKey::generate()));
+    rig.msg("ota/v1/releases/app/stable", std::string("garbage"));
+    EXPECT_EQ(rig.engine->counters().by_result.at("release_rejected"), 2u);
+    EXPECT_EQ(rig.engine->rollouts_by_state().size(), 0u);
+    (void)rig.out();
+    // control: not JSON (dropped, no reply possible), an unknown cmd, an unknown rollout
+    rig.msg("ota/v1/control/request", std::string("{nope"));
+    EXPECT_EQ(rig.engine->counters().by_result.at("control_malformed"), 1u);
+    EXPECT_TRUE(rig.out().empty());
+    const std::string reply_to = "ota/v1/control/reply/ctl-1";
+    rig.msg("ota/v1/control/request", json{{"id", "a"}, {"cmd", "explode"}, {"reply_to", reply_to}});
+    rig.msg("ota/v1/control/request", json{{"id", "b"}, {"cmd", "pause"}, {"rollout", "nope"}, {"reply_to", reply_to}});
+    rig.msg("ota/v1/control/request", json{{"id", "c"}, {"cmd", "pause"}, {"rollout", "nope"}, {"reply_to", "elsewhere/x"}});
+    auto out = rig.out();
+    ASSERT_EQ(out.size(), 2u);  // the request with a reply_to outside control/reply/ gets no answer
+    auto a = json::parse(out[0].payload), b = json::parse(out[1].payload);
+    EXPECT_EQ(out[0].topic, reply_to);
+    EXPECT_FALSE(out[0].retain);
+    EXPECT_EQ(a["id"], "a");
+    EXPECT_EQ(a["ok"], false);
+    EXPECT_EQ(a["error"]["code"], "request_invalid");
+    EXPECT_NE(a["error"]["message"].get<std::string>().find("explode"), std::string::npos);
+    EXPECT_EQ(b["error"]["code"], "not_found");
+    EXPECT_EQ(b["error"]["message"], "no rollout nope");
+}
