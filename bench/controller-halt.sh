@@ -22,9 +22,7 @@ WORK=$(mktemp -d /tmp/ota-bench-halt.XXXXXX)
 PIDS=()
 source "$ROOT/bench/lib/fleet.sh"
 trap bench_cleanup EXIT
-for b in "$SIM" "$CONTROLLER" "$PUBLISH" "$CTL_BIN" "$BUILD/bench/tools/ota-bench-count"; do
-  [ -x "$b" ] || { echo "controller-halt.sh: $b not found (cmake --build $BUILD --target ota-fleet-sim ota-controller ota-ctl ota-publish)" >&2; exit 2; }
-done
+bench_require controller-halt.sh "$SIM" "$CONTROLLER" "$PUBLISH" "$CTL_BIN" "$BUILD/bench/tools/ota-bench-count"
 # WAVE_PERCENT (default 100): the wave that halts holds this percent of the devices (stable hash,
 # as the controller places them); the others are in a later wave that never opens. The failing
 # device is the first one the hash puts in the halting wave.

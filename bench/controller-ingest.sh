@@ -23,9 +23,7 @@ WORK=$(mktemp -d /tmp/ota-bench-ingest.XXXXXX)
 PIDS=()
 source "$ROOT/bench/lib/fleet.sh"
 trap bench_cleanup EXIT
-for b in "$SIM" "$CONTROLLER" "$PUBLISH" "$BUILD/bench/tools/ota-bench-count"; do
-  [ -x "$b" ] || { echo "controller-ingest.sh: $b not found (cmake --build $BUILD --target ota-fleet-sim ota-controller ota-publish ota-bench-count)" >&2; exit 2; }
-done
+bench_require controller-ingest.sh "$SIM" "$CONTROLLER" "$PUBLISH" "$BUILD/bench/tools/ota-bench-count"
 
 bench_broker "$DEVICES"
 bench_controller '[{"name": "all", "percent": 100, "approval": true}]'

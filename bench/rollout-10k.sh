@@ -22,9 +22,7 @@ WORK=$(mktemp -d /tmp/ota-bench-rollout.XXXXXX)
 PIDS=()
 source "$ROOT/bench/lib/fleet.sh"
 trap bench_cleanup EXIT
-for b in "$SIM" "$CONTROLLER" "$PUBLISH" "$CTL_BIN"; do
-  [ -x "$b" ] || { echo "rollout-10k.sh: $b not found (cmake --build $BUILD --target ota-fleet-sim ota-controller ota-ctl ota-publish)" >&2; exit 2; }
-done
+bench_require rollout-10k.sh "$SIM" "$CONTROLLER" "$PUBLISH" "$CTL_BIN"
 now_ms() { date +%s%3N; }
 state_of() { "${CTL[@]}" --json status "$1" 2>/dev/null | sed -nE 's/^  "state": "([a-z_]+)".*/\1/p' | head -1; }
 

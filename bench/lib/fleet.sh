@@ -8,6 +8,14 @@ CTL_BIN="$BUILD/rollout-controller/ota-ctl"
 PUBLISH="$BUILD/publisher/ota-publish"
 SECRET="bench-$$"
 
+# bench_require NAME TARGET...: exit 2 with the build command unless every target's binary exists.
+bench_require() {
+  local name=$1 b; shift
+  for b in "$@"; do
+    [ -x "$b" ] || { echo "$name: $b not found (cmake --build $BUILD --target $(for t in "$@"; do basename "$t"; done | tr '\n' ' '))" >&2; exit 2; }
+  done
+}
+
 bench_cleanup() {
   local p
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done

@@ -237,8 +237,8 @@ bool Engine::at_or_past_target(const DeviceRow& d, const Rollout& r) const {
 void Engine::join_rollouts(const DeviceRow& d, TimePoint now) {
     if (!d.has_inventory || d.fleet.empty()) return;
     const auto* fleet = cfg_.fleet(d.fleet);
-    for (const auto& [component, version] : d.components.items()) {
-        auto* r = active_rollout(d.fleet, component);
+    for (const auto& item : d.components.items()) {
+        auto* r = active_rollout(d.fleet, item.key());
         if (!r) continue;
         auto it = r->members.find(d.id);
         if (it == r->members.end()) {
@@ -266,7 +266,6 @@ void Engine::join_rollouts(const DeviceRow& d, TimePoint now) {
             store_.put_member(it->second);
             r->counts_dirty = true;
         }
-        (void)version;
     }
 }
 
@@ -365,7 +364,7 @@ void Engine::create_rollout(const Fleet& fleet, VerifiedRelease release, TimePoi
     const auto& m = release.manifest;
     if (auto* old = active_rollout(fleet.name, m.component)) {
         old->row.reason = "superseded by " + m.version;
-        end_waves(*old, "superseded", now);
+        end_waves(*old, "superseded");
         old->row.state = "superseded";
         save(*old, now);
         audit(now, "controller", "superseded", old, "by version " + m.version);
@@ -539,14 +538,13 @@ void Engine::halt(Rollout& r, const std::string& reason, const Counts& c, TimePo
 }
 
 // Republish every wave this rollout has published with a state that tells devices not to start.
-void Engine::end_waves(Rollout& r, const std::string& wave_state, TimePoint now) {
+void Engine::end_waves(Rollout& r, const std::string& wave_state) {
     for (std::size_t i = 0; i < r.row.waves.size(); ++i) {
         auto& w = r.row.waves[i];
         if (wave_published(w.state)) publish_wave(r, i, wave_state);
         if (w.state != "done") w.state = wave_state;
     }
     active_.erase({r.row.fleet, r.row.component});
-    (void)now;
 }
 
 void Engine::publish_wave(const Rollout& r, std::size_t wave, const std::string& state) {
@@ -802,7 +800,7 @@ Expected<ojson> Engine::command(const std::string& cmd, const nlohmann::json& re
     } else if (cmd == "abort") {
         if (!live_rollout(st)) return fail(ErrorCode::state_conflict, "rollout " + r.row.id + " is " + st);
         const bool was_halted = st == "halted";
-        end_waves(r, "aborted", now);
+        end_waves(r, "aborted");
         r.row.state = "aborted";
         r.row.reason = "aborted by " + actor;
         save(r, now);
@@ -813,8 +811,6 @@ Expected<ojson> Engine::command(const std::string& cmd, const nlohmann::json& re
                         {"resolution", "aborted"}, {"ts", iso(now)}};
             out_.push_back({topics_.alert(r.row.id), alert.dump(), true});
         }
-    } else {
-        return fail(ErrorCode::request_invalid, "unknown cmd \"" + cmd + "\"");
     }
     lg.info("operator action", {{"rollout", r.row.id}, {"cmd", cmd}, {"actor", actor}});
     return ojson{{"rollout", r.row.id}, {"state", r.row.state}};

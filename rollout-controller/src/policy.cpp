@@ -109,6 +109,7 @@ Expected<Fleet> read_fleet(const nlohmann::json& j, const std::string& path) {
             if (const auto* ws = cr.object("waves", false)) {
                 for (const auto& [wave, layer] : ws->items()) {
                     if (!names.contains(wave)) cr.fail("waves." + wave, "is not a wave of this fleet");
+                    if (!layer.is_object()) cr.fail("waves." + wave, "expected an object of policy fields, got " + brief(layer));
                     f.component_waves[name][wave] = layer;
                 }
             }

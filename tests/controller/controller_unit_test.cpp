@@ -93,6 +93,14 @@ TEST(ControllerConfig, ErrorsNameTheFieldPath) {
         {json::array({{{"name", "a"}, {"colour", "red"}}}), "waves[0].colour: unknown field"},
         {json::array({{{"name", "a/b"}}}), "is not a valid wave name"},
     };
+    {
+        auto j = base_config(json::array({{{"name", "a"}}}));
+        j["fleets"][0]["components"] = {{"app", {{"waves", {{"a", 5}}}}}};
+        auto r = parse_controller_config(j);
+        ASSERT_FALSE(r);
+        EXPECT_NE(r.error().message.find("components.app.waves.a: expected an object of policy fields"), std::string::npos)
+            << r.error().message;
+    }
     for (const auto& c : cases) {
         auto r = parse_controller_config(base_config(c.waves));
         ASSERT_FALSE(r) << c.waves.dump();
