@@ -4,7 +4,8 @@
 #   bench/controller-halt.sh [BUILD_DIR] [DEVICES] [RUNS]      (default: build/, 1000, 30)
 # One wave holds every device (percent 100, max_failures 1); ota-fleet-sim runs DEVICES devices
 # that each report downloading (5 steps), verifying, installing, health_checking and a final
-# stage over 500-2500 ms; one device fails every release. Each run publishes a newer release
+# stage over 500-2500 ms (JITTER_MS=2000: each device's reports spread over 500 + 0..JITTER_MS ms);
+# one device fails every release. Each run publishes a newer release
 # (superseding the halted one), so all devices report at once while the failing one fails.
 # Latency = the failing device's `halted_received` minus its `status_published` of the failure
 # (both CLOCK_MONOTONIC in the simulator's event log). Baseline, in the same run: ota-bench-count
@@ -27,6 +28,7 @@ bench_require controller-halt.sh "$SIM" "$CONTROLLER" "$PUBLISH" "$CTL_BIN" "$BU
 # as the controller places them); the others are in a later wave that never opens. The failing
 # device is the first one the hash puts in the halting wave.
 WAVE_PERCENT="${WAVE_PERCENT:-100}"
+JITTER_MS="${JITTER_MS:-2000}"
 FAILING=$(python3 - "$WAVE_PERCENT" <<'PY'
 import hashlib, sys
 p = float(sys.argv[1])
@@ -45,22 +47,27 @@ bench_controller "[{\"name\": \"all\", \"percent\": $WAVE_PERCENT, \"max_failure
   > "$WORK/reflect.out" 2>&1 &
 PIDS+=($!)
 "$SIM" --devices "$DEVICES" --port "$SIM_PORT" --secret "$SECRET" --trusted-keys "$WORK/release.pub" \
-  --work-ms 500 --jitter-ms 2000 --fail-devices "$FAILING" --duration 3600 --quiet --events "$WORK/events.jsonl" \
+  --work-ms 500 --jitter-ms "$JITTER_MS" --fail-devices "$FAILING" --duration 3600 --quiet --events "$WORK/events.jsonl" \
   > "$WORK/sim.json" 2>"$WORK/sim.err" &
 SIM_PID=$!; PIDS+=($SIM_PID)
 for _ in $(seq 1 600); do [ "$(bench_metric 'ota_controller_devices_known')" -ge "$DEVICES" ] && break; sleep 0.1; done
-echo "controller-halt: $DEVICES devices, the halting wave holds $WAVE_PERCENT % of them, $RUNS runs; failing device $FAILING"
+echo "controller-halt: $DEVICES devices, the halting wave holds $WAVE_PERCENT % of them, reports over 500 + 0..$JITTER_MS ms, $RUNS runs; failing device $FAILING"
+cpu0=("$(cpu_ms $BROKER_PID)" "$(cpu_ms $SIM_PID)" "$(cpu_ms $CONTROLLER_PID)")
 for run in $(seq 1 "$RUNS"); do
   version="1.$run.0"
   bench_release "$version"
   ok=""
-  for _ in $(seq 1 300); do  # 30 s per run at most
+  for _ in $(seq 1 $((300 + JITTER_MS / 100))); do  # 30 s more than the reports take, at most
     if "${CTL[@]}" --json status "plant.app.$version" 2>/dev/null | grep -q '"state": "halted"'; then ok=1; break; fi
     sleep 0.1
   done
   [ -n "$ok" ] || { echo "controller-halt: run $run did not halt" >&2; exit 1; }
-  sleep 2.6  # let the other devices finish, so the next run starts from a quiet fleet
+  sleep "$(( (JITTER_MS + 600) / 1000 )).$(( (JITTER_MS + 600) % 1000 / 100 ))"  # the other devices finish: the next run starts from a quiet fleet
 done
+# Where the machine's 2 cores went: CPU seconds per run of the broker, the simulator, the controller.
+cpu_run() { awk -v a="$1" -v b="$2" -v n="$RUNS" 'BEGIN { printf "%.2f", (b - a) / 1000 / n }'; }
+echo "CPU per run (s): broker $(cpu_run "${cpu0[0]}" "$(cpu_ms $BROKER_PID)"), simulator $(cpu_run "${cpu0[1]}" \
+  "$(cpu_ms $SIM_PID)"), controller $(cpu_run "${cpu0[2]}" "$(cpu_ms $CONTROLLER_PID)"); reports spread over 0.5-$(( (JITTER_MS + 500) / 1000 )).$(( (JITTER_MS + 500) % 1000 / 100 )) s"
 sleep 1.5  # the simulator flushes its event log every second
 python3 - "$WORK/events.jsonl" "$FAILING" "$RUNS" <<'PY'
 import json, sys

@@ -41,6 +41,15 @@ base=$(bench_metric 'ota_controller_messages_total{result="applied"}')
 COUNT_PID=$!; PIDS+=($COUNT_PID)
 for _ in $(seq 1 100); do grep -q ready "$WORK/count.out" && break; sleep 0.1; done
 
+# MOSQ_SUB=1: also mosquitto_sub (libmosquitto) on the same stream, for its CPU per message only
+# (a third consumer makes the broker deliver 50 % more, so the rates are not comparable to runs without).
+if [ "${MOSQ_SUB:-0}" = 1 ]; then
+  ( mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$C/ca.pem" --cert "$C/operator.pem" --key "$C/operator.key" \
+      -V mqttv5 -q 1 -t 'ota/v1/devices/+/status/+' -R -C "$TOTAL" -W 600 > "$WORK/mosq.out"; times > "$WORK/mosq.times" ) &
+  PIDS+=($!)
+  sleep 1
+fi
+ctrl_cpu0=$(cpu_ms "$CONTROLLER_PID")
 "$SIM" --devices "$DEVICES" --port "$SIM_PORT" --secret "$SECRET" --flood "$PER" --flood-rollout "$ROLLOUT" \
   --exit-when flood-done --duration 600 --quiet --events "$WORK/events.jsonl" > "$WORK/flood.json" &
 SIM_PID=$!; PIDS+=($SIM_PID)
@@ -54,12 +63,14 @@ for _ in $(seq 1 12000); do  # at most 600 s
   if ! kill -0 "$SIM_PID" 2>/dev/null && [ "$still" -ge 60 ]; then break; fi
   sleep 0.05
 done
+ctrl_cpu=$(( $(cpu_ms "$CONTROLLER_PID") - ctrl_cpu0 ))
 wait "$SIM_PID" || true
 wait "$COUNT_PID" || true  # it stops after 3 s without a message
 start_us=$(grep '"event":"flood_start"' "$WORK/events.jsonl" | sed -E 's/.*"wall_us":([0-9]+).*/\1/')
 start_ms=$((start_us / 1000))
 sub_last=$(tail -1 "$WORK/count.out" | sed -E 's/.*"last_ms":([0-9]+).*/\1/')
 sub_count=$(tail -1 "$WORK/count.out" | sed -E 's/.*"count":([0-9]+).*/\1/')
+sub_cpu=$(tail -1 "$WORK/count.out" | sed -E 's/.*"cpu_ms":([0-9]+).*/\1/')
 applied=$last_n
 [ "$applied" -gt 0 ] || { echo "controller-ingest: the controller applied nothing" >&2; exit 1; }
 c_s=$(awk -v a="$ctrl_done" -v b="$start_ms" 'BEGIN { printf "%.2f", (a - b) / 1000 }')
@@ -68,6 +79,18 @@ printf '%-34s %10s %10s %12s\n' "consumer" "messages" "seconds" "msg/s"
 printf '%-34s %10s %10s %12.0f\n' "ota-controller (applied, batched)" "$applied" "$c_s" "$(awk -v n="$applied" -v s="$c_s" 'BEGIN { print n / s }')"
 printf '%-34s %10s %10s %12.0f\n' "bare paho subscriber (counted)" "$sub_count" "$s_s" "$(awk -v n="$sub_count" -v s="$s_s" 'BEGIN { print n / s }')"
 printf 'ratio controller/subscriber (rate): %.2f\n' "$(awk -v c="$c_s" -v s="$s_s" 'BEGIN { print s / c }')"
+# CPU per message: the controller's over the flood (MQTT, parsing, SQLite, rollout logic), the
+# subscriber's over its whole life (connect, TLS, counting).
+printf 'CPU per message: controller %.0f us, bare subscriber %.0f us (ratio %.1f)\n' \
+  "$(awk -v c="$ctrl_cpu" -v n="$applied" 'BEGIN { print c * 1000 / n }')" "$(awk -v c="$sub_cpu" -v n="$sub_count" 'BEGIN { print c * 1000 / n }')" \
+  "$(awk -v a="$ctrl_cpu" -v n="$applied" -v b="$sub_cpu" -v m="$sub_count" 'BEGIN { print (a / n) / (b / m) }')"
+if [ "${MOSQ_SUB:-0}" = 1 ]; then
+  for _ in $(seq 1 100); do [ -s "$WORK/mosq.times" ] && break; sleep 0.1; done
+  # `times`, second line: the children's user and system time, e.g. "0m1.234s 0m0.567s"
+  mosq_ms=$(sed -n 2p "$WORK/mosq.times" | awk '{ split($1, u, /[ms]/); split($2, s, /[ms]/); print int((u[1] * 60 + u[2] + s[1] * 60 + s[2]) * 1000) }')
+  printf 'CPU per message: mosquitto_sub (libmosquitto) %.0f us over %s messages\n' \
+    "$(awk -v c="$mosq_ms" -v n="$(wc -l < "$WORK/mosq.out")" 'BEGIN { print c * 1000 / n }')" "$(wc -l < "$WORK/mosq.out")"
+fi
 printf 'flood publisher: %s\n' "$(sed -E 's/.*"flood":(\{[^}]*\}).*/\1/' "$WORK/flood.json")"
 printf 'controller peak RSS %.1f MiB, batches %s; duplicates %s, other %s\n' "$(awk -v k="$(rss_kb $CONTROLLER_PID)" 'BEGIN { print k / 1024 }')" \
   "$(bench_metric ota_controller_batches_total)" "$(bench_metric 'ota_controller_messages_total{result="duplicate"}')" \

@@ -82,3 +82,6 @@ bench_metric() {  # metric line prefix -> value (0 when absent)
 }
 
 rss_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
+
+# cpu_ms PID: user + system CPU time the process has used so far, in milliseconds.
+cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print int(($12 + $13) * 1000 / hz) }' "/proc/$1/stat"; }

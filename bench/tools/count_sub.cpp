@@ -5,11 +5,13 @@
 //                   --topic 'ota/v1/devices/+/status/+' --count 100000 [--timeout 120] [--idle 3] [--skip-retained]
 // With --reflect-topic it is the baseline of the halt benchmark: a client that answers a failure
 // with one publish and nothing else (no parsing beyond a substring, no state, no database).
-// Prints "ready" once subscribed, then one JSON line: {"count", "first_ms", "last_ms", "seconds", "rate"}
-// with wall-clock milliseconds since the epoch. Exit 0 when `count` messages arrived, 1 otherwise.
+// Prints "ready" once subscribed, then one JSON line: {"count", "first_ms", "last_ms", "seconds", "rate",
+// "cpu_ms"} with wall-clock milliseconds since the epoch and the CPU time (user + system) used. Exit 0 when `count` messages arrived, 1 otherwise.
 #include <chrono>
 #include <cstdio>
 #include <string>
+
+#include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
 #include <mqtt/async_client.h>
@@ -76,8 +78,11 @@ int main(int argc, char** argv) {
             last = now_ms();
         }
         const double secs = n > 1 ? static_cast<double>(last - first) / 1000.0 : 0.0;
-        std::printf("{\"count\":%lld,\"first_ms\":%lld,\"last_ms\":%lld,\"seconds\":%.3f,\"rate\":%.0f}\n", n, first, last,
-                    secs, secs > 0 ? static_cast<double>(n) / secs : 0.0);
+        rusage ru{};
+        getrusage(RUSAGE_SELF, &ru);
+        const long long cpu_ms = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000LL + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000;
+        std::printf("{\"count\":%lld,\"first_ms\":%lld,\"last_ms\":%lld,\"seconds\":%.3f,\"rate\":%.0f,\"cpu_ms\":%lld}\n", n,
+                    first, last, secs, secs > 0 ? static_cast<double>(n) / secs : 0.0, cpu_ms);
         cli.disconnect()->wait();
         return n >= count ? 0 : 1;
     } catch (const std::exception& e) {

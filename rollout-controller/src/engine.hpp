@@ -78,17 +78,20 @@ public:
 
     [[nodiscard]] const IngestCounters& counters() const { return counters_; }
     [[nodiscard]] std::map<std::string, std::uint64_t> rollouts_by_state() const;
-    [[nodiscard]] std::map<std::string, std::uint64_t> members_by_state(TimePoint now) const;
+    [[nodiscard]] std::map<std::string, std::uint64_t> members_by_state() const;
     [[nodiscard]] std::size_t device_count() const { return devices_.size(); }
 
     // The rollout's retained state document (also the `status` reply).
-    [[nodiscard]] std::optional<nlohmann::ordered_json> rollout_state(const std::string& id, TimePoint now) const;
+    [[nodiscard]] std::optional<nlohmann::ordered_json> rollout_state(const std::string& id) const;
 
 private:
     struct Rollout {
         RolloutRow row;
         Manifest manifest;
-        std::map<std::string, MemberRow> members;
+        std::map<std::string, MemberRow> members;  // change only through add_member / update_member
+        std::vector<Counts> tally;                  // per wave, kept in step with members: O(1) counts
+        std::set<std::string> silent;               // members counted as silent (refreshed by scan_silent)
+        std::vector<WavePolicy> policies;           // per wave; empty when the fleet's config no longer fits
         bool publish_now{false};    // state changed: publish at once
         bool counts_dirty{false};   // counts changed: publish within state_interval
         TimePoint last_publish{};
@@ -110,7 +113,13 @@ private:
     // rollouts
     void create_rollout(const Fleet& fleet, VerifiedRelease release, TimePoint now);
     void evaluate(Rollout& r, TimePoint now);
-    [[nodiscard]] Counts counts(const Rollout& r, std::size_t wave, TimePoint now) const;
+    [[nodiscard]] Counts counts(const Rollout& r, std::size_t wave) const;
+    void set_policies(Rollout& r) const;
+    [[nodiscard]] const WavePolicy* policy(const Rollout& r, std::size_t wave) const;
+    void add_member(Rollout& r, MemberRow m, TimePoint now);
+    template <class F> void update_member(Rollout& r, MemberRow& m, TimePoint now, F&& change);
+    void tally(Rollout& r, const MemberRow& m, bool add);
+    void scan_silent(Rollout& r, TimePoint now);  // devices go silent with time alone
     [[nodiscard]] std::chrono::seconds device_timeout(const Rollout& r, std::size_t wave) const;
     [[nodiscard]] bool is_silent(const Rollout& r, const MemberRow& m, std::chrono::seconds timeout, TimePoint now) const;
     [[nodiscard]] std::optional<std::string> failure_crossed(const Rollout& r, std::size_t wave, const Counts& c) const;

@@ -123,10 +123,10 @@ struct Metrics {
     std::map<std::string, double> seen;  // counter values already added
     double halts_seen{0};
 
-    void update(const Engine& e, TimePoint now) {
+    void update(const Engine& e) {
         for (const char* s : {"active", "paused", "halted", "completed", "aborted", "superseded"}) rollouts.Add({{"state", s}}).Set(0);
         for (const auto& [s, n] : e.rollouts_by_state()) rollouts.Add({{"state", s}}).Set(static_cast<double>(n));
-        for (const auto& [s, n] : e.members_by_state(now)) devices.Add({{"status", s}}).Set(static_cast<double>(n));
+        for (const auto& [s, n] : e.members_by_state()) devices.Add({{"status", s}}).Set(static_cast<double>(n));
         known.Set(static_cast<double>(e.device_count()));
         for (const auto& [r, n] : e.counters().by_result) {
             auto& prev = seen[r];
@@ -233,7 +233,7 @@ int run_service(const ControllerConfig& cfg, std::atomic<bool>& stop) {
         metrics.batches.Increment();
         if (tick) next_tick = now + cfg.tick;
         if (now >= next_metrics) {
-            metrics.update(engine, now);
+            metrics.update(engine);
             next_metrics = now + std::chrono::milliseconds(100);
         }
     }

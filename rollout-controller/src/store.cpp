@@ -68,10 +68,15 @@ struct Store::Impl {
         put_wave = SQLite::Statement(
             db, "INSERT OR REPLACE INTO waves (rollout, idx, name, state, approved, opened_at, soak_until, done_at,"
                 " base_failed, base_finished) VALUES (?,?,?,?,?,?,?,?,?,?)");
+        // Upserts, not INSERT OR REPLACE: a replace deletes and re-inserts the row and its key in the
+        // primary-key index; an update in place leaves the index alone (one write per status message).
         put_member = SQLite::Statement(
-            db, "INSERT OR REPLACE INTO members (rollout, device, wave, state, stage, progress, error, updated)"
-                " VALUES (?,?,?,?,?,?,?,?)");
-        put_seq = SQLite::Statement(db, "INSERT OR REPLACE INTO status_seq (device, component, seq) VALUES (?,?,?)");
+            db, "INSERT INTO members (rollout, device, wave, state, stage, progress, error, updated)"
+                " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (rollout, device) DO UPDATE SET wave = excluded.wave,"
+                " state = excluded.state, stage = excluded.stage, progress = excluded.progress,"
+                " error = excluded.error, updated = excluded.updated");
+        put_seq = SQLite::Statement(db, "INSERT INTO status_seq (device, component, seq) VALUES (?,?,?)"
+                                        " ON CONFLICT (device, component) DO UPDATE SET seq = excluded.seq");
         audit = SQLite::Statement(db, "INSERT INTO audit (ts, actor, action, rollout, detail) VALUES (?,?,?,?,?)");
         count = SQLite::Statement(db, "INSERT INTO counters (name, value) VALUES (?, ?) "
                                       "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value");
