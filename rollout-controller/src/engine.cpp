@@ -81,12 +81,12 @@ void Engine::load(TimePoint now) {
         if (live_rollout(r->row.state)) active_[{r->row.fleet, r->row.component}] = r->row.id;
         rollouts_.emplace(r->row.id, std::move(r));
     }
-    for (auto& m : store_.members()) {
-        auto it = rollouts_.find(m.rollout);
-        if (it != rollouts_.end()) add_member(*it->second, std::move(m), now);
-    }
     for (auto& [id, r] : rollouts_) {
-        if (!live_rollout(r->row.state)) continue;
+        for (auto& m : store_.members(id)) add_member(*r, std::move(m), now);
+        if (!live_rollout(r->row.state)) {
+            retire(*r);
+            continue;
+        }
         for (std::size_t i = 0; i < r->row.waves.size(); ++i) {
             const auto& w = r->row.waves[i];
             if (wave_published(w.state)) publish_wave(*r, i, w.state == "halted" ? "halted" : (r->row.state == "paused" ? "paused" : "open"));
@@ -368,6 +368,7 @@ void Engine::create_rollout(const Fleet& fleet, VerifiedRelease release, TimePoi
         old->row.reason = "superseded by " + m.version;
         end_waves(*old, "superseded");
         old->row.state = "superseded";
+        retire(*old);
         save(*old, now);
         audit(now, "controller", "superseded", old, "by version " + m.version);
         lg.info("rollout superseded", {{"rollout", old->row.id}, {"by", m.version}});
@@ -463,6 +464,14 @@ void Engine::update_member(Rollout& r, MemberRow& m, TimePoint now, F&& change) 
     tally(r, m, true);
 }
 
+// A finished rollout (completed, superseded, aborted) keeps its counts as they were when it
+// finished and frees its members: memory follows the live rollouts, not the history (SQLite keeps
+// every member). Later statuses for it count as `other_rollout`.
+void Engine::retire(Rollout& r) {
+    r.members.clear();
+    r.silent.clear();
+}
+
 void Engine::scan_silent(Rollout& r, TimePoint now) {
     for (std::size_t i = 0; i < r.row.waves.size(); ++i) {
         if (!r.row.waves[i].opened_at) continue;  // nobody is silent in a wave that never opened
@@ -551,6 +560,7 @@ void Engine::evaluate(Rollout& r, TimePoint now) {
             audit(now, "controller", "wave_done", &r, "wave " + w.name);
             if (i + 1 == r.row.waves.size()) {
                 r.row.state = "completed";
+                retire(r);
                 active_.erase({r.row.fleet, r.row.component});
                 save(r, now);
                 audit(now, "controller", "completed", &r, "");
@@ -659,6 +669,12 @@ std::map<std::string, std::uint64_t> Engine::rollouts_by_state() const {
     std::map<std::string, std::uint64_t> out;
     for (const auto& [id, r] : rollouts_) ++out[r->row.state];
     return out;
+}
+
+std::size_t Engine::member_count() const {
+    std::size_t n = 0;
+    for (const auto& [id, r] : rollouts_) n += r->members.size();
+    return n;
 }
 
 std::map<std::string, std::uint64_t> Engine::members_by_state() const {
@@ -771,7 +787,7 @@ Expected<ojson> Engine::command(const std::string& cmd, const nlohmann::json& re
         if (d->second.fleet.empty()) return fail(ErrorCode::state_conflict, "device " + device + " is in no fleet");
         auto* r = const_cast<Rollout*>(latest_rollout(d->second.fleet, component));
         if (!r) return fail(ErrorCode::not_found, "no release of " + component + " for fleet " + d->second.fleet);
-        if (!r->members.contains(device)) {
+        if (live_rollout(r->row.state) && !r->members.contains(device)) {  // a finished rollout's counts stay
             MemberRow m;
             m.rollout = r->row.id;
             m.device = device;
@@ -850,6 +866,7 @@ Expected<ojson> Engine::command(const std::string& cmd, const nlohmann::json& re
         const bool was_halted = st == "halted";
         end_waves(r, "aborted");
         r.row.state = "aborted";
+        retire(r);
         r.row.reason = "aborted by " + actor;
         save(r, now);
         audit(now, actor, "aborted", &r, "");

@@ -80,6 +80,8 @@ public:
     [[nodiscard]] std::map<std::string, std::uint64_t> rollouts_by_state() const;
     [[nodiscard]] std::map<std::string, std::uint64_t> members_by_state() const;
     [[nodiscard]] std::size_t device_count() const { return devices_.size(); }
+    // Rollout members held in memory: those of live rollouts only (finished ones keep just counts).
+    [[nodiscard]] std::size_t member_count() const;
 
     // The rollout's retained state document (also the `status` reply).
     [[nodiscard]] std::optional<nlohmann::ordered_json> rollout_state(const std::string& id) const;
@@ -120,6 +122,7 @@ private:
     template <class F> void update_member(Rollout& r, MemberRow& m, TimePoint now, F&& change);
     void tally(Rollout& r, const MemberRow& m, bool add);
     void scan_silent(Rollout& r, TimePoint now);  // devices go silent with time alone
+    void retire(Rollout& r);                      // finished: keep its counts, free its members
     [[nodiscard]] std::chrono::seconds device_timeout(const Rollout& r, std::size_t wave) const;
     [[nodiscard]] bool is_silent(const Rollout& r, const MemberRow& m, std::chrono::seconds timeout, TimePoint now) const;
     [[nodiscard]] std::optional<std::string> failure_crossed(const Rollout& r, std::size_t wave, const Counts& c) const;

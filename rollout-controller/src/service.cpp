@@ -114,6 +114,11 @@ struct Metrics {
         prometheus::BuildGauge().Name("ota_controller_rollout_devices").Help("Devices of live rollouts by status").Register(*registry);
     prometheus::Gauge& known =
         prometheus::BuildGauge().Name("ota_controller_devices_known").Help("Devices in the registry").Register(*registry).Add({});
+    prometheus::Gauge& members = prometheus::BuildGauge()
+                                     .Name("ota_controller_members_tracked")
+                                     .Help("Rollout members held in memory (live rollouts only)")
+                                     .Register(*registry)
+                                     .Add({});
     prometheus::Family<prometheus::Counter>& messages =
         prometheus::BuildCounter().Name("ota_controller_messages_total").Help("Incoming messages by result").Register(*registry);
     prometheus::Counter& halts =
@@ -128,6 +133,7 @@ struct Metrics {
         for (const auto& [s, n] : e.rollouts_by_state()) rollouts.Add({{"state", s}}).Set(static_cast<double>(n));
         for (const auto& [s, n] : e.members_by_state()) devices.Add({{"status", s}}).Set(static_cast<double>(n));
         known.Set(static_cast<double>(e.device_count()));
+        members.Set(static_cast<double>(e.member_count()));
         for (const auto& [r, n] : e.counters().by_result) {
             auto& prev = seen[r];
             messages.Add({{"result", r}}).Increment(static_cast<double>(n) - prev);

@@ -285,10 +285,12 @@ std::vector<RolloutRow> Store::rollouts() {
     return out;
 }
 
-std::vector<MemberRow> Store::members() {
+std::vector<MemberRow> Store::members(const std::optional<std::string>& rollout) {
     std::vector<MemberRow> out;
-    SQLite::Statement q(impl_->db,
-                        "SELECT rollout, device, wave, state, stage, progress, error, updated FROM members");
+    SQLite::Statement q(impl_->db, rollout ? "SELECT rollout, device, wave, state, stage, progress, error, updated"
+                                             " FROM members WHERE rollout = ?"
+                                           : "SELECT rollout, device, wave, state, stage, progress, error, updated FROM members");
+    if (rollout) q.bind(1, *rollout);
     while (q.executeStep()) {
         MemberRow m;
         m.rollout = q.getColumn(0).getString();

@@ -115,7 +115,7 @@ public:
     // Reads (at start-up and for operator queries).
     [[nodiscard]] std::vector<DeviceRow> devices();
     [[nodiscard]] std::vector<RolloutRow> rollouts();
-    [[nodiscard]] std::vector<MemberRow> members();
+    [[nodiscard]] std::vector<MemberRow> members(const std::optional<std::string>& rollout = std::nullopt);
     [[nodiscard]] std::map<std::pair<std::string, std::string>, std::int64_t> seqs();
     [[nodiscard]] std::vector<AuditRow> audit_log(const std::string& rollout, std::size_t limit);
     [[nodiscard]] std::map<std::string, std::int64_t> counters();

@@ -324,6 +324,37 @@ TEST(Engine, CountsKeptAsMembersChangeMatchARecountOfTheStore) {
     EXPECT_GT(opened_broad, 0);
 }
 
+// Memory follows the live rollouts: a completed or superseded rollout keeps its counts (also after
+// a restart) but no members, and a late status for it changes nothing.
+TEST(Engine, FinishedRolloutsKeepTheirCountsButNotTheirMembers) {
+    EngineRig rig(json::array({{{"name", "all"}}}));
+    for (int i = 1; i <= 3; ++i) rig.device(dev(i), "1.0.0");
+    rig.release("1.1.0");
+    const std::string r1 = "plant.app.1.1.0";
+    EXPECT_EQ(rig.engine->member_count(), 3u);
+    for (int i = 1; i <= 3; ++i) rig.status(dev(i), 1, "succeeded", r1);
+    ASSERT_EQ(rig.state(r1)["state"], "completed");
+    EXPECT_EQ(rig.state(r1)["totals"]["succeeded"], 3);
+    EXPECT_EQ(rig.engine->member_count(), 0u);
+    rig.status(dev(1), 2, "failed", r1);  // late, for a finished rollout
+    EXPECT_EQ(rig.engine->counters().by_result.at("other_rollout"), 1u);
+    EXPECT_EQ(rig.state(r1)["totals"]["succeeded"], 3);
+    EXPECT_EQ(rig.state(r1)["totals"]["failed"], 0);
+    rig.open();
+    EXPECT_EQ(rig.state(r1)["totals"]["succeeded"], 3);
+    EXPECT_EQ(rig.state(r1)["totals"]["devices"], 3);
+    EXPECT_EQ(rig.engine->member_count(), 0u);
+
+    rig.release("1.2.0");
+    rig.status(dev(1), 3, "downloading", "plant.app.1.2.0");
+    rig.release("1.3.0");  // supersedes 1.2.0
+    const auto old = rig.state("plant.app.1.2.0");
+    EXPECT_EQ(old["state"], "superseded");
+    EXPECT_EQ(old["totals"]["in_progress"], 1);
+    EXPECT_EQ(old["totals"]["pending"], 2);
+    EXPECT_EQ(rig.engine->member_count(), 3u);  // the members of 1.3.0 only
+}
+
 TEST(Engine, BadInventoryReleasesAndControlRequestsAreCountedAndAnsweredClearly) {
     EngineRig rig(json::array({{{"name", "all"}, {"percent", 100}}}));
     rig.msg("ota/v1/devices/device-001/inventory", std::string("{not json"));
