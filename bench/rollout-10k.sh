@@ -10,8 +10,9 @@
 # publish included) to the last canary device receiving the open wave message (simulator
 # events, wall clock), p50/p99. Baseline: `mosquitto_pub` (TLS connect and publish) of one
 # retained message on a wave topic of the canary that nobody else uses, timed the same way.
-# (ota-publish returns only after its clean disconnect, later than the devices have the
-# release, so its start is the honest reference.)
+# Also printed: the same from the command's return (as the issue words it). ota-publish returns
+# only after its clean disconnect, often after the devices have the release (negative values), so
+# its start is the honest reference.
 # Only processes this script started are stopped, by PID.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -70,6 +71,13 @@ printf 'peak RSS: controller %.1f MiB, broker %.1f MiB\n' "$(awk -v k="$(rss_kb 
 
 # Notify latency: each run publishes gate 1.<run>.0; the canary (1 %) gets it, early waits for approval.
 : > "$WORK/notify.txt"
+# One watcher sees the release and the canary's wave message arrive: the gap is the controller's
+# share (verify, create the rollout and its members in one transaction, open the wave, publish).
+mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$C/ca.pem" --cert "$C/operator.pem" --key "$C/operator.key" \
+  -V mqttv5 -q 1 -R -F '%U %t %p' -t ota/v1/releases/gate/stable -t ota/v1/fleets/plant/waves/canary/gate \
+  > "$WORK/watch.txt" 2>&1 &
+PIDS+=($!)
+sleep 0.5
 for run in $(seq 1 "$NOTIFY_RUNS"); do
   bench_release_component() {
     head -c 1024 /dev/urandom > "$WORK/gate.bin"
@@ -79,7 +87,7 @@ for run in $(seq 1 "$NOTIFY_RUNS"); do
   }
   t_pub=$(now_ms)
   bench_release_component "1.$run.0"
-  echo "gate plant.gate.1.$run.0 $t_pub" >> "$WORK/notify.txt"
+  echo "gate plant.gate.1.$run.0 $t_pub $(now_ms)" >> "$WORK/notify.txt"
   for _ in $(seq 1 150); do
     [ "$(state_of "plant.gate.1.$run.0")" = active ] && "${CTL[@]}" --json status "plant.gate.1.$run.0" | grep -q '"waiting_approval"' && break
     sleep 0.2
@@ -89,13 +97,13 @@ for run in $(seq 1 "$NOTIFY_RUNS"); do
   t_pub=$(now_ms)
   mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" --cafile "$C/ca.pem" --cert "$C/controller.pem" --key "$C/controller.key" \
     -q 1 -r -t ota/v1/fleets/plant/waves/canary/probe -m "{\"rollout\":\"probe-$run\",\"state\":\"open\",\"release\":{}}"
-  echo "probe probe-$run $t_pub" >> "$WORK/notify.txt"
+  echo "probe probe-$run $t_pub $(now_ms)" >> "$WORK/notify.txt"
   sleep 1
 done
 sleep 1.5
-python3 - "$WORK/events.jsonl" "$WORK/notify.txt" <<'PY'
-import json, sys
-events, notify = sys.argv[1], sys.argv[2]
+python3 - "$WORK/events.jsonl" "$WORK/notify.txt" "$WORK/watch.txt" <<'PY'
+import json, re, sys
+events, notify, watch = sys.argv[1], sys.argv[2], sys.argv[3]
 wave = {}
 opened = {}
 for line in open(events):
@@ -107,18 +115,37 @@ for line in open(events):
         opened.setdefault(r, {}).setdefault(e["device"], e["wall_us"] / 1000.0)
 canary = {d for d, w in wave.items() if w == "canary"}
 lat = {"gate": [], "probe": []}
+after_return = {"gate": [], "probe": []}  # negative: the devices had it before the command returned
 for line in open(notify):
-    kind, rollout, t = line.split()
+    kind, rollout, t, t_ret = line.split()
     got = opened.get(rollout, {})
     if canary and canary.issubset(got):
         lat[kind].append(max(got[d] for d in canary) - float(t))
+        after_return[kind].append(max(got[d] for d in canary) - float(t_ret))
 if not lat["gate"]:
     sys.exit("rollout-10k: no notify run measured")
 def pct(s, p):
     s = sorted(s)
     return s[min(len(s) - 1, int(round(p / 100.0 * (len(s) - 1))))]
-print(f"notify latency to the {len(canary)} canary devices (ms)      p50     p99     max   runs")
+print(f"notify latency to the {len(canary)} canary devices (ms)      p50     p99     max   runs   from the command's return: p50 p99")
 for kind, name in (("gate", "ota-publish -> controller -> devices"), ("probe", "mosquitto_pub -> devices (baseline)")):
     if lat[kind]:
-        print(f"  {name:<44} {pct(lat[kind], 50):6.0f}  {pct(lat[kind], 99):6.0f}  {max(lat[kind]):6.0f}  {len(lat[kind]):5d}")
+        print(f"  {name:<44} {pct(lat[kind], 50):6.0f}  {pct(lat[kind], 99):6.0f}  {max(lat[kind]):6.0f}  {len(lat[kind]):5d}"
+              f"   {pct(after_return[kind], 50):6.0f} {pct(after_return[kind], 99):6.0f}")
+# the controller's share: release seen -> the canary's open wave message seen, by one watcher
+release_at, wave_at = {}, {}
+for line in open(watch):
+    parts = line.split(" ", 2)
+    if len(parts) < 3 or not re.match(r"^[0-9.]+$", parts[0]):
+        continue
+    t, topic, payload = float(parts[0]) * 1000.0, parts[1], parts[2]
+    m = re.search(r'"version":"([^"]+)"', payload)
+    if topic.startswith("ota/v1/releases/") and m:
+        release_at.setdefault(m.group(1), t)
+    r = re.search(r'"rollout":"plant\.gate\.([^"]+)","state":"open"', payload)
+    if "/waves/" in topic and r:
+        wave_at.setdefault(r.group(1), t)
+share = [wave_at[v] - release_at[v] for v in release_at if v in wave_at]
+if share:
+    print(f"  of which the controller: release received -> wave message sent {pct(share, 50):6.0f}  {pct(share, 99):6.0f}  {max(share):6.0f}  {len(share):5d}")
 PY

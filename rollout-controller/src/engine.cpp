@@ -452,7 +452,15 @@ void Engine::tally(Rollout& r, const MemberRow& m, bool add) {
 void Engine::add_member(Rollout& r, MemberRow m, TimePoint now) {
     if (is_silent(r, m, device_timeout(r, m.wave), now)) r.silent.insert(m.device);
     auto [it, fresh] = r.members.emplace(m.device, std::move(m));
-    if (fresh) tally(r, it->second, true);
+    if (!fresh) return;
+    tally(r, it->second, true);
+    watch_silence(r, it->second);
+}
+
+void Engine::watch_silence(Rollout& r, const MemberRow& m) {
+    if (final_state(m.state) || m.wave >= r.row.waves.size() || r.silent.contains(m.device)) return;
+    const auto& opened = r.row.waves[m.wave].opened_at;
+    if (opened) r.next_silence = std::min(r.next_silence, std::max(*opened, m.updated) + device_timeout(r, m.wave));
 }
 
 template <class F>
@@ -462,6 +470,7 @@ void Engine::update_member(Rollout& r, MemberRow& m, TimePoint now, F&& change) 
     if (is_silent(r, m, device_timeout(r, m.wave), now)) r.silent.insert(m.device);
     else r.silent.erase(m.device);
     tally(r, m, true);
+    watch_silence(r, m);
 }
 
 // A finished rollout (completed, superseded, aborted) keeps its counts as they were when it
@@ -472,14 +481,22 @@ void Engine::retire(Rollout& r) {
     r.silent.clear();
 }
 
+// One pass over the members, and only once the earliest moment one of them can go silent has
+// come (next_silence: lowered whenever a member changes or a wave opens, raised by each pass).
 void Engine::scan_silent(Rollout& r, TimePoint now) {
+    if (now < r.next_silence) return;
+    r.next_silence = TimePoint::max();
+    std::vector<std::optional<TimePoint>> opened;
+    std::vector<std::chrono::seconds> timeout;
     for (std::size_t i = 0; i < r.row.waves.size(); ++i) {
-        if (!r.row.waves[i].opened_at) continue;  // nobody is silent in a wave that never opened
-        const auto timeout = device_timeout(r, i);
-        for (auto& [id, m] : r.members) {
-            if (m.wave != i || final_state(m.state)) continue;
-            if (is_silent(r, m, timeout, now) != r.silent.contains(id)) update_member(r, m, now, [](MemberRow&) {});
-        }
+        opened.push_back(r.row.waves[i].opened_at);  // nobody is silent in a wave that never opened
+        timeout.push_back(device_timeout(r, i));
+    }
+    for (auto& [id, m] : r.members) {
+        if (m.wave >= opened.size() || !opened[m.wave] || final_state(m.state)) continue;
+        const auto due = std::max(*opened[m.wave], m.updated) + timeout[m.wave];
+        if (due > now) r.next_silence = std::min(r.next_silence, due);
+        else if (!r.silent.contains(id)) update_member(r, m, now, [](MemberRow&) {});
     }
 }
 
@@ -531,6 +548,7 @@ void Engine::evaluate(Rollout& r, TimePoint now) {
             }
             w.state = "open";
             w.opened_at = now;
+            r.next_silence = std::min(r.next_silence, now + p.device_timeout);  // its members may go silent
             save(r, now);
             publish_wave(r, i, "open");
             audit(now, "controller", "wave_opened", &r, "wave " + w.name);

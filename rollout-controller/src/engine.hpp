@@ -93,6 +93,7 @@ private:
         std::map<std::string, MemberRow> members;  // change only through add_member / update_member
         std::vector<Counts> tally;                  // per wave, kept in step with members: O(1) counts
         std::set<std::string> silent;               // members counted as silent (refreshed by scan_silent)
+        TimePoint next_silence{};                   // no member can go silent before this: scan_silent waits
         std::vector<WavePolicy> policies;           // per wave; empty when the fleet's config no longer fits
         bool publish_now{false};    // state changed: publish at once
         bool counts_dirty{false};   // counts changed: publish within state_interval
@@ -122,6 +123,7 @@ private:
     template <class F> void update_member(Rollout& r, MemberRow& m, TimePoint now, F&& change);
     void tally(Rollout& r, const MemberRow& m, bool add);
     void scan_silent(Rollout& r, TimePoint now);  // devices go silent with time alone
+    void watch_silence(Rollout& r, const MemberRow& m);  // m may go silent: scan by then
     void retire(Rollout& r);                      // finished: keep its counts, free its members
     [[nodiscard]] std::chrono::seconds device_timeout(const Rollout& r, std::size_t wave) const;
     [[nodiscard]] bool is_silent(const Rollout& r, const MemberRow& m, std::chrono::seconds timeout, TimePoint now) const;

@@ -324,6 +324,30 @@ TEST(Engine, CountsKeptAsMembersChangeMatchARecountOfTheStore) {
     EXPECT_GT(opened_broad, 0);
 }
 
+// Devices go silent with time alone, also in a wave that opens after everyone else finished (the
+// engine scans for silence only when a device can have gone silent: this checks it does not
+// miss the moment a new wave starts its devices' clocks).
+TEST(Engine, DevicesOfAWaveThatOpensLaterGoSilentOnTime) {
+    EngineRig rig(json::array({{{"name", "canary"}, {"devices", {dev(1)}}, {"soak_s", 10}, {"device_timeout_s", 30}},
+                               {{"name", "broad"}, {"device_timeout_s", 30}, {"max_failures", 5}}}));
+    for (int i = 1; i <= 3; ++i) rig.device(dev(i), "1.0.0");
+    rig.release("1.1.0");
+    const std::string id = "plant.app.1.1.0";
+    rig.status(dev(1), 1, "succeeded", id);
+    rig.now += 5s;
+    rig.engine->tick(rig.now);  // canary soaking; nobody left who could go silent
+    rig.now += 6s;
+    rig.engine->tick(rig.now);  // the soak is over: broad opens
+    ASSERT_EQ(rig.state(id)["waves"][1]["state"], "open");
+    rig.now += 29s;
+    rig.engine->tick(rig.now);
+    EXPECT_EQ(rig.state(id)["waves"][1]["silent"], 0);
+    rig.now += 2s;
+    rig.engine->tick(rig.now);
+    EXPECT_EQ(rig.state(id)["waves"][1]["silent"], 2);
+    EXPECT_EQ(rig.state(id)["waves"][1]["pending"], 0);
+}
+
 // Memory follows the live rollouts: a completed or superseded rollout keeps its counts (also after
 // a restart) but no members, and a late status for it changes nothing.
 TEST(Engine, FinishedRolloutsKeepTheirCountsButNotTheirMembers) {
