@@ -473,11 +473,13 @@ void Engine::update_member(Rollout& r, MemberRow& m, TimePoint now, F&& change) 
     watch_silence(r, m);
 }
 
-// A finished rollout (completed, superseded, aborted) keeps its counts as they were when it
-// finished and frees its members: memory follows the live rollouts, not the history (SQLite keeps
-// every member). Later statuses for it count as `other_rollout`.
+// A finished rollout keeps its counts and frees its members: memory follows the live rollouts,
+// not the history (SQLite keeps every member). A completed rollout keeps the members that had not
+// finished (a wave may advance at success_percent < 100): their later reports still count. A
+// superseded or aborted one keeps none; later statuses for it count as `other_rollout`.
 void Engine::retire(Rollout& r) {
-    r.members.clear();
+    if (r.row.state == "completed") std::erase_if(r.members, [](const auto& kv) { return final_state(kv.second.state); });
+    else r.members.clear();
     r.silent.clear();
 }
 

@@ -379,6 +379,30 @@ TEST(Engine, FinishedRolloutsKeepTheirCountsButNotTheirMembers) {
     EXPECT_EQ(rig.engine->member_count(), 3u);  // the members of 1.3.0 only
 }
 
+// A rollout may complete before every device finished (success_percent < 100): the stragglers
+// stay members, and their later reports still count.
+TEST(Engine, ACompletedRolloutStillCountsItsStragglers) {
+    EngineRig rig(json::array({{{"name", "all"}, {"success_percent", 50}}}));
+    for (int i = 1; i <= 4; ++i) rig.device(dev(i), "1.0.0");
+    rig.release("1.1.0");
+    const std::string id = "plant.app.1.1.0";
+    rig.status(dev(1), 1, "succeeded", id);
+    rig.status(dev(2), 1, "succeeded", id);
+    rig.status(dev(3), 1, "installing", id);
+    ASSERT_EQ(rig.state(id)["state"], "completed");
+    EXPECT_EQ(rig.engine->member_count(), 2u);  // device-003 (installing) and device-004 (pending)
+    rig.status(dev(3), 2, "succeeded", id);
+    rig.status(dev(4), 1, "failed", id);
+    const auto st = rig.state(id);
+    EXPECT_EQ(st["totals"]["succeeded"], 3);
+    EXPECT_EQ(st["totals"]["failed"], 1);
+    EXPECT_EQ(st["totals"]["in_progress"], 0);
+    EXPECT_EQ(rig.engine->member_count(), 2u);
+    rig.open();  // after a restart, the same
+    EXPECT_EQ(rig.state(id)["totals"]["succeeded"], 3);
+    EXPECT_EQ(rig.engine->member_count(), 0u);
+}
+
 TEST(Engine, BadInventoryReleasesAndControlRequestsAreCountedAndAnsweredClearly) {
     EngineRig rig(json::array({{{"name", "all"}, {"percent", 100}}}));
     rig.msg("ota/v1/devices/device-001/inventory", std::string("{not json"));
