@@ -80,7 +80,7 @@ public:
     [[nodiscard]] std::map<std::string, std::uint64_t> rollouts_by_state() const;
     [[nodiscard]] std::map<std::string, std::uint64_t> members_by_state() const;
     [[nodiscard]] std::size_t device_count() const { return devices_.size(); }
-    // Rollout members held in memory: those of live rollouts only (finished ones keep just counts).
+    // Rollout members held in memory: of live rollouts, and the unfinished ones of completed rollouts.
     [[nodiscard]] std::size_t member_count() const;
 
     // The rollout's retained state document (also the `status` reply).
