@@ -807,7 +807,11 @@ Expected<ojson> Engine::command(const std::string& cmd, const nlohmann::json& re
         if (d->second.fleet.empty()) return fail(ErrorCode::state_conflict, "device " + device + " is in no fleet");
         auto* r = const_cast<Rollout*>(latest_rollout(d->second.fleet, component));
         if (!r) return fail(ErrorCode::not_found, "no release of " + component + " for fleet " + d->second.fleet);
-        if (live_rollout(r->row.state) && !r->members.contains(device)) {  // a finished rollout's counts stay
+        if (r->row.state == "completed" && !r->members.contains(device)) {
+            // A device that finished before the rollout completed: its member was freed but is
+            // still in the counts; back in memory (as counted) its new reports move them.
+            if (auto m = store_.member(r->row.id, device)) r->members.emplace(device, std::move(*m));
+        } else if (live_rollout(r->row.state) && !r->members.contains(device)) {
             MemberRow m;
             m.rollout = r->row.id;
             m.device = device;

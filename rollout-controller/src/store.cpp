@@ -285,24 +285,36 @@ std::vector<RolloutRow> Store::rollouts() {
     return out;
 }
 
+namespace {
+const char* const member_columns = "SELECT rollout, device, wave, state, stage, progress, error, updated FROM members";
+
+MemberRow read_member(SQLite::Statement& q) {
+    MemberRow m;
+    m.rollout = q.getColumn(0).getString();
+    m.device = q.getColumn(1).getString();
+    m.wave = static_cast<std::size_t>(q.getColumn(2).getInt64());
+    m.state = q.getColumn(3).getString();
+    m.stage = q.getColumn(4).getString();
+    m.progress = q.getColumn(5).getInt();
+    m.error = q.getColumn(6).getString();
+    m.updated = from_ms(q.getColumn(7).getInt64());
+    return m;
+}
+}  // namespace
+
+std::optional<MemberRow> Store::member(const std::string& rollout, const std::string& device) {
+    SQLite::Statement q(impl_->db, std::string(member_columns) + " WHERE rollout = ? AND device = ?");
+    q.bind(1, rollout);
+    q.bind(2, device);
+    if (!q.executeStep()) return std::nullopt;
+    return read_member(q);
+}
+
 std::vector<MemberRow> Store::members(const std::optional<std::string>& rollout) {
     std::vector<MemberRow> out;
-    SQLite::Statement q(impl_->db, rollout ? "SELECT rollout, device, wave, state, stage, progress, error, updated"
-                                             " FROM members WHERE rollout = ?"
-                                           : "SELECT rollout, device, wave, state, stage, progress, error, updated FROM members");
+    SQLite::Statement q(impl_->db, rollout ? std::string(member_columns) + " WHERE rollout = ?" : std::string(member_columns));
     if (rollout) q.bind(1, *rollout);
-    while (q.executeStep()) {
-        MemberRow m;
-        m.rollout = q.getColumn(0).getString();
-        m.device = q.getColumn(1).getString();
-        m.wave = static_cast<std::size_t>(q.getColumn(2).getInt64());
-        m.state = q.getColumn(3).getString();
-        m.stage = q.getColumn(4).getString();
-        m.progress = q.getColumn(5).getInt();
-        m.error = q.getColumn(6).getString();
-        m.updated = from_ms(q.getColumn(7).getInt64());
-        out.push_back(std::move(m));
-    }
+    while (q.executeStep()) out.push_back(read_member(q));
     return out;
 }
 

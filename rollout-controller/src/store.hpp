@@ -116,6 +116,7 @@ public:
     [[nodiscard]] std::vector<DeviceRow> devices();
     [[nodiscard]] std::vector<RolloutRow> rollouts();
     [[nodiscard]] std::vector<MemberRow> members(const std::optional<std::string>& rollout = std::nullopt);
+    [[nodiscard]] std::optional<MemberRow> member(const std::string& rollout, const std::string& device);
     [[nodiscard]] std::map<std::pair<std::string, std::string>, std::int64_t> seqs();
     [[nodiscard]] std::vector<AuditRow> audit_log(const std::string& rollout, std::size_t limit);
     [[nodiscard]] std::map<std::string, std::int64_t> counters();

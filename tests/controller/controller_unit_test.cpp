@@ -401,6 +401,16 @@ TEST(Engine, ACompletedRolloutStillCountsItsStragglers) {
     rig.open();  // after a restart, the same
     EXPECT_EQ(rig.state(id)["totals"]["succeeded"], 3);
     EXPECT_EQ(rig.engine->member_count(), 0u);
+    // an operator updates the device that failed; its success now counts, once
+    rig.msg("ota/v1/control/request", json{{"id", "u"}, {"cmd", "update"}, {"device", dev(4)}, {"component", "app"},
+                                           {"actor", "test"}, {"reply_to", "ota/v1/control/reply/t"}});
+    bool install_sent = false;
+    for (const auto& o : rig.out()) install_sent = install_sent || o.topic == "ota/v1/devices/" + dev(4) + "/cmd";
+    EXPECT_TRUE(install_sent);
+    rig.status(dev(4), 2, "succeeded", id);
+    EXPECT_EQ(rig.state(id)["totals"]["succeeded"], 4);
+    EXPECT_EQ(rig.state(id)["totals"]["failed"], 0);
+    EXPECT_EQ(rig.state(id)["totals"]["devices"], 4);
 }
 
 TEST(Engine, BadInventoryReleasesAndControlRequestsAreCountedAndAnsweredClearly) {
