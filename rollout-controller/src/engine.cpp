@@ -429,7 +429,8 @@ bool Engine::is_silent(const Rollout& r, const MemberRow& m, std::chrono::second
 
 // Counts are kept per wave as members change (tally), so evaluating a rollout after every batch
 // costs the same with 10 devices as with 10,000; only silence, which comes with time alone, needs
-// a scan of the unfinished members (scan_silent, on every tick and before operator commands).
+// a scan of the members (scan_silent: on a tick once one can have gone silent, and before
+// operator commands).
 Counts Engine::counts(const Rollout& r, std::size_t wave) const {
     return wave < r.tally.size() ? r.tally[wave] : Counts{};
 }
@@ -478,8 +479,12 @@ void Engine::update_member(Rollout& r, MemberRow& m, TimePoint now, F&& change) 
 // finished (a wave may advance at success_percent < 100): their later reports still count. A
 // superseded or aborted one keeps none; later statuses for it count as `other_rollout`.
 void Engine::retire(Rollout& r) {
-    if (r.row.state == "completed") std::erase_if(r.members, [](const auto& kv) { return final_state(kv.second.state); });
-    else r.members.clear();
+    if (r.row.state == "completed") {
+        // the kept members keep their silent mark: the counts hold them as silent
+        std::erase_if(r.members, [](const auto& kv) { return final_state(kv.second.state); });
+        return;
+    }
+    r.members.clear();
     r.silent.clear();
 }
 

@@ -116,7 +116,7 @@ struct Metrics {
         prometheus::BuildGauge().Name("ota_controller_devices_known").Help("Devices in the registry").Register(*registry).Add({});
     prometheus::Gauge& members = prometheus::BuildGauge()
                                      .Name("ota_controller_members_tracked")
-                                     .Help("Rollout members held in memory (live rollouts only)")
+                                     .Help("Rollout members held in memory (live rollouts, and unfinished devices of completed ones)")
                                      .Register(*registry)
                                      .Add({});
     prometheus::Family<prometheus::Counter>& messages =

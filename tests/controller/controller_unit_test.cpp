@@ -413,6 +413,30 @@ TEST(Engine, ACompletedRolloutStillCountsItsStragglers) {
     EXPECT_EQ(rig.state(id)["totals"]["devices"], 4);
 }
 
+// A device counted silent when its rollout completed is a straggler too: when it reports at last,
+// it leaves the silent count (and nothing else is taken away).
+TEST(Engine, ASilentStragglerOfACompletedRolloutLeavesTheSilentCountWhenItReports) {
+    EngineRig rig(json::array({{{"name", "all"}, {"success_percent", 50}, {"device_timeout_s", 30}}}));
+    for (int i = 1; i <= 3; ++i) rig.device(dev(i), "1.0.0");
+    rig.release("1.1.0");
+    const std::string id = "plant.app.1.1.0";
+    rig.status(dev(1), 1, "succeeded", id);
+    rig.now += 20s;
+    rig.status(dev(2), 1, "installing", id);
+    rig.now += 11s;
+    rig.engine->tick(rig.now);
+    ASSERT_EQ(rig.state(id)["totals"]["silent"], 1);  // device-003
+    rig.status(dev(2), 2, "succeeded", id);
+    ASSERT_EQ(rig.state(id)["state"], "completed");
+    rig.status(dev(3), 1, "succeeded", id);
+    const auto t = rig.state(id)["totals"];
+    EXPECT_EQ(t["succeeded"], 3);
+    EXPECT_EQ(t["silent"], 0);
+    EXPECT_EQ(t["pending"], 0);
+    EXPECT_EQ(t["in_progress"], 0);
+    EXPECT_EQ(t["devices"], 3);
+}
+
 TEST(Engine, BadInventoryReleasesAndControlRequestsAreCountedAndAnsweredClearly) {
     EngineRig rig(json::array({{{"name", "all"}, {"percent", 100}}}));
     rig.msg("ota/v1/devices/device-001/inventory", std::string("{not json"));
