@@ -54,7 +54,14 @@ ota_build() {
   local werror=OFF targets=()
   [ $# -gt 0 ] && targets=(--target "$@")
   [ "${CI:-}" = "true" ] && werror=ON
-  cmake -S "$OTA_ROOT" -B "$OTA_BUILD_DIR" -DOTA_WERROR="$werror" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  local extra=()
+  # ccache, when installed, shares compiled objects between checkouts (worktrees) of one parent.
+  if command -v ccache >/dev/null; then
+    extra+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+    export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$(dirname "$OTA_ROOT")}" CCACHE_NOHASHDIR=1
+  fi
+  cmake -S "$OTA_ROOT" -B "$OTA_BUILD_DIR" -DOTA_WERROR="$werror" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    "${extra[@]}" >/dev/null
   cmake --build "$OTA_BUILD_DIR" -j"$(nproc)" "${targets[@]}"
 }
 
