@@ -185,6 +185,8 @@ public:
         // The listening address (an IPv4 address of this namespace), e.g. the cloud side of a
         // NatSite; url() uses it. The certificate must name it.
         std::string listen_address{"127.0.0.1"};
+        // Parameters of the listen directive, e.g. "sndbuf=32k".
+        std::string listen_params;
         // Another certificate and key than the PKI's `artifacts` (issue_server_cert, another Pki).
         fs::path cert, key;
     };

@@ -125,7 +125,7 @@ ArtifactServer::ArtifactServer(const Pki& pki, const Options& options)
         const auto cert = options.cert.empty() ? pki_.cert("artifacts") : options.cert;
         const auto key = options.key.empty() ? pki_.key("artifacts") : options.key;
         std::vector<std::string> argv{(source_dir() / "scripts" / "render-nginx-config").string(), "--port",
-                                      std::to_string(port_), "--listen", host_, "--cert", cert.string(), "--key",
+                                      std::to_string(port_), "--listen", host_, "--listen-params", options.listen_params, "--cert", cert.string(), "--key",
                                       key.string(), "--root", root_.string(), "--prefix", dir_.path().string(),
                                       "--error-log", "stderr"};
         for (const auto& d : options.http) argv.insert(argv.end(), {"--http", d});

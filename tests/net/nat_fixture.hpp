@@ -50,6 +50,10 @@ protected:
         broker = std::make_unique<kit::Broker>(pki, bo);
         kit::ArtifactServer::Options so;
         so.listen_address = site->cloud_address();
+        // A small socket send buffer: what nginx logs as sent is then about what reached the
+        // device (with Linux's default of up to 4 MiB it counts bytes still queued in the kernel
+        // when the link went down, which no agent could have received).
+        so.listen_params = "sndbuf=32k";
         server = std::make_unique<kit::ArtifactServer>(pki, so);
         auto k = kit::run({OTA_PUBLISH_BIN, "keygen", "--out", (dir / "release").string()});
         ASSERT_EQ(k.exit_code, 0) << k.err;
@@ -156,7 +160,7 @@ protected:
     }
 
     // Body bytes nginx sent for `path`, summed over every request (one line per request).
-    std::uint64_t bytes_sent(const std::string& path, int* requests = nullptr) const {
+    std::uint64_t bytes_sent(const std::string& path, int* requests = nullptr, std::string* lines = nullptr) const {
         static const std::regex line("\"GET ([^ ]+) HTTP/[0-9.]+\" ([0-9]{3}) ([0-9]+)");
         const auto log = server->access_log();
         std::uint64_t total = 0;
@@ -165,6 +169,7 @@ protected:
             if ((*it)[1] != path) continue;
             total += std::stoull((*it)[3]);
             ++n;
+            if (lines) *lines += " " + (*it)[2].str() + ":" + (*it)[3].str();
         }
         if (requests) *requests = n;
         return total;
@@ -197,13 +202,14 @@ protected:
             EXPECT_EQ(st.value("version", ""), version) << d << ": " << st.dump();
         }
         int requests = 0;
-        const auto sent = bytes_sent("/models/" + model, &requests);
+        std::string lines;
+        const auto sent = bytes_sent("/models/" + model, &requests, &lines);
         const std::uint64_t minimum = 3 * content.size();
         EXPECT_GE(sent, minimum);
         const auto again = sent > minimum ? sent - minimum : 0;
         std::cerr << "[nat] " << model << ": " << requests << " requests, " << sent << " bytes sent for 3 x "
                   << content.size() << " (fetched again: " << again << " bytes over " << interruptions
-                  << " interruption(s))\n";
+                  << " interruption(s)); status:bytes per request:" << lines << "\n";
         EXPECT_LE(again, static_cast<std::uint64_t>(std::max(interruptions, 1)) * kMiB)
             << requests << " requests:\n" << server->access_log();
     }
