@@ -40,6 +40,7 @@ public:
     [[nodiscard]] const std::string& site_address() const { return site_host_; }
     [[nodiscard]] const std::string& site_netns() const { return site_ns_; }
     [[nodiscard]] const std::string& router_netns() const { return router_ns_; }
+    [[nodiscard]] const std::string& cloud_interface() const { return cloud_if_; }  // root namespace's veth end
 
     // argv prefixed to run in the site namespace ("ip netns exec <site> ..."; the PID of a
     // Process started with it is the program's own, since ip execs it).
