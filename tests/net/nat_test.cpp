@@ -34,8 +34,9 @@ TEST_F(NatRollout, ASlowLossyLinkStillCompletesTheRollout) {
     expect_rollout_complete(v, content, 0);
 }
 
-// b. The link down for longer than the MQTT keepalive (and the transfer's stall limit) in the
-// middle of the canary's download, then up again.
+// b. The link down for longer than the MQTT keepalive (30 s; the broker gives up after 1.5 x) in
+// the middle of the canary's download, then up again. The transfer's stall limit (30 s) passes
+// during the outage too, so the download must survive failed attempts while the link is down.
 TEST_F(NatRollout, TheLinkDownLongerThanTheKeepaliveMidDownloadThenUp) {
     site->set_rate_kbit(1000);
     const std::string v = "2026-03-11";
@@ -43,9 +44,9 @@ TEST_F(NatRollout, TheLinkDownLongerThanTheKeepaliveMidDownloadThenUp) {
     ASSERT_TRUE(wait_partial("device-001", 256 * 1024)) << logs();
     site->set_uplink(false);
     // The broker notices the silence after 1.5 x keepalive and publishes the canary's last will.
-    EXPECT_TRUE(kit::wait_until([&] { return !online("device-001"); }, std::chrono::seconds(4 * kKeepaliveS), 250ms))
+    EXPECT_TRUE(kit::wait_until([&] { return !online("device-001"); }, std::chrono::seconds(2 * kKeepaliveS), 250ms))
         << "the broker did not notice the canary gone";
-    std::this_thread::sleep_for(std::chrono::seconds(kKeepaliveS));  // the outage lasts on (fault schedule)
+    std::this_thread::sleep_for(5s);  // the outage lasts on (fault schedule)
     EXPECT_LT(partial_bytes("device-001"), content.size()) << "the download finished during the outage";
     site->set_uplink(true);
     site->set_rate_kbit(0);
