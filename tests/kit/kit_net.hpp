@@ -23,7 +23,8 @@
 
 namespace ota::testkit {
 
-// Why network-namespace tests cannot run here (not root, `ip` or `iptables` missing), or nullopt.
+// Why network-namespace tests cannot run here (not root), or nullopt. As root, a missing tool
+// (ip, iptables, tc: Debian's iproute2 and iptables) makes NatSite's constructor fail instead.
 [[nodiscard]] std::optional<std::string> netns_unavailable();
 
 class NatSite {
