@@ -95,3 +95,19 @@ TEST_F(ControllerTest, APausedRestartKeepsDoneWavesOpen) {
     ASSERT_TRUE(wait_state(R1, "completed", 60s)) << ctl({"status", R1}).out << controller->log();
     for (const char* w : {"canary", "early", "broad"}) EXPECT_EQ(wave_state(w), "open") << w;
 }
+
+// A second ota-controller started on the same database exits at once with a one-line error that
+// names the database and the first one's pid; the first goes on.
+TEST_F(ControllerTest, ASecondControllerOnTheSameDatabaseRefusesToStart) {
+    const auto cfg = config(three_waves());
+    start_controller(cfg);
+    auto other = cfg;
+    other["mqtt"]["client_id"] = "controller-2";
+    other["metrics_listen"] = "127.0.0.1:" + std::to_string(kit::free_port());
+    kit::write_file(dir / "controller-2.json", other.dump(2));
+    auto r = kit::run({OTA_CONTROLLER_BIN, "--config", (dir / "controller-2.json").string()}, 20s);
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("in use by another ota-controller (pid " + std::to_string(controller->pid()) + ")"), std::string::npos)
+        << r.err;
+    EXPECT_TRUE(controller->running());
+}

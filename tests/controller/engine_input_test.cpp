@@ -3,6 +3,7 @@
 // (each is counted and dropped, and the rollout goes on), silence is judged only on what the
 // controller could have seen, and a restart republishes the wave messages it had published.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <map>
 #include <string>
@@ -11,6 +12,7 @@
 #include "ota/json.hpp"
 #include "ota/log.hpp"
 
+namespace kit = ota::testkit;
 using json = nlohmann::json;
 using namespace ota::controller;
 using namespace ota::controller::testing;
@@ -261,4 +263,20 @@ TEST(EngineInput, DoneWavesStayOpenAcrossAPausedRestart) {
         if (t.find("/waves/") != std::string::npos) {
             EXPECT_EQ(p["state"], "open") << t;
         }
+}
+
+// Two controllers on one database would both steer its rollouts: the second refuses to open it,
+// naming the first; once the first is gone (also after a kill -9: the lock is the kernel's), it opens.
+TEST(Store, ASecondControllerOnTheSameDatabaseIsRefused) {
+    kit::TempDir dir("ota-store-lock");
+    auto first = Store::open(dir / "c.db");
+    ASSERT_TRUE(first) << first.error().describe();
+    auto second = Store::open(dir / "c.db");
+    ASSERT_FALSE(second);
+    EXPECT_EQ(second.error().code, ota::ErrorCode::io_error);
+    EXPECT_NE(second.error().message.find("in use by another ota-controller (pid " + std::to_string(::getpid()) + ")"),
+              std::string::npos) << second.error().message;
+    first->reset();
+    auto third = Store::open(dir / "c.db");
+    EXPECT_TRUE(third) << third.error().describe();
 }
