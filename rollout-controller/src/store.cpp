@@ -1,6 +1,13 @@
 #include "store.hpp"
 
 #include <SQLiteCpp/SQLiteCpp.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
 
 namespace ota::controller {
 namespace {
@@ -44,6 +51,32 @@ nlohmann::json parse_or(const std::string& text, nlohmann::json fallback) {
     return j.is_discarded() ? fallback : j;
 }
 
+// One controller per database: `<db>.lock`, held with flock for the life of the Store (released by
+// the kernel when the process dies, so a kill -9 leaves no stale lock). It holds the owner's pid.
+Expected<int> lock_database(const std::filesystem::path& db) {
+    const auto lock = db.string() + ".lock";
+    const int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) return fail(ErrorCode::io_error, "controller state " + lock + ": " + std::strerror(errno));
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        const int err = errno;
+        char pid[32] = {};
+        (void)!::pread(fd, pid, sizeof pid - 1, 0);
+        ::close(fd);
+        if (err == EWOULDBLOCK)
+            return fail(ErrorCode::io_error, "controller state " + db.string() + " is in use by another ota-controller" +
+                                                 (pid[0] ? " (pid " + std::string(pid, std::strcspn(pid, "\n")) + ")" : std::string()) +
+                                                 "; two controllers on one database would both steer its rollouts");
+        return fail(ErrorCode::io_error, "controller state " + lock + ": " + std::strerror(err));
+    }
+    const auto mine = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, mine.data(), mine.size(), 0) != static_cast<ssize_t>(mine.size())) {
+        const int err = errno;
+        ::close(fd);
+        return fail(ErrorCode::io_error, "controller state " + lock + ": " + std::strerror(err));
+    }
+    return fd;
+}
+
 }  // namespace
 
 std::int64_t to_ms(TimePoint t) {
@@ -52,6 +85,12 @@ std::int64_t to_ms(TimePoint t) {
 TimePoint from_ms(std::int64_t ms) { return TimePoint(std::chrono::milliseconds(ms)); }
 
 struct Store::Impl {
+    struct Lock {
+        int fd{-1};
+        ~Lock() {
+            if (fd >= 0) ::close(fd);
+        }
+    } lock;  // first member: held until after the database is closed
     SQLite::Database db;
     SQLite::Statement put_device, put_rollout, put_wave, put_member, put_seq, audit, count;
     explicit Impl(const std::filesystem::path& f)
@@ -89,8 +128,12 @@ Expected<std::unique_ptr<Store>> Store::open(const std::filesystem::path& path) 
     try {
         std::error_code ec;
         if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path(), ec);
+        auto lock = lock_database(path);
+        if (!lock) return std::unexpected(lock.error());
+        Impl::Lock held{*lock};
         std::unique_ptr<Store> store(new Store());
         store->impl_ = std::make_unique<Impl>(path);
+        store->impl_->lock.fd = std::exchange(held.fd, -1);
         auto& db = store->impl_->db;
         db.exec("PRAGMA journal_mode=WAL");
         // NORMAL in WAL mode: a commit survives a crash of the process (kill -9); a power cut may
