@@ -116,13 +116,17 @@ TEST_F(AgentNetTest, RestartMidDownloadConnectsFirstThenResumesReportingProgress
     EXPECT_EQ(kit::read_file(target() / "model-2026-04-01.trt"), rel.content);
     EXPECT_EQ(agent.stop(), 0) << agent.log();
 
-    // The first report of the resumed download carries what was on disk, not 0; later ones grow.
+    // The first report of the resumed download carries what was on disk, not 0 (its log says
+    // which reports it made; the broker may also get a report of the first run again, QoS 1).
+    const auto log = agent.log();
+    const auto first = log.find("stage=downloading progress=");
+    ASSERT_NE(first, std::string::npos) << log;
+    EXPECT_EQ(std::atoi(log.c_str() + first + std::strlen("stage=downloading progress=")), resumed_percent) << log;
     std::vector<int> progress;
     for (const auto& s : payloads(statuses.stop()))
         if (s.is_object() && s["stage"] == "downloading") progress.push_back(s.value("progress", -1));
-    ASSERT_FALSE(progress.empty());
-    EXPECT_EQ(progress.front(), resumed_percent) << ::testing::PrintToString(progress);
-    EXPECT_TRUE(std::is_sorted(progress.begin(), progress.end())) << ::testing::PrintToString(progress);
+    EXPECT_NE(std::find(progress.begin(), progress.end(), resumed_percent), progress.end()) << ::testing::PrintToString(progress);
+    EXPECT_EQ(std::find(progress.begin(), progress.end(), 0), progress.end()) << ::testing::PrintToString(progress);
     EXPECT_GE(progress.size(), 2u) << ::testing::PrintToString(progress);
 
     // Fetched again after the kill -9: what was received but not yet written (<= 1 MiB).
@@ -141,15 +145,35 @@ TEST_F(AgentNetTest, ABrokerLinkThatDiesMidDownloadIsOnlineAgainBeforeTheUpdateE
     const auto config = write_config({{"mqtt", {{"broker", "mqtts://127.0.0.1:" + std::to_string(relay.port())}, {"keepalive_s", 2}}}});
     assign();
     offer(rel);
+    kit::Subscriber presence(*broker, pki, "operator", topic_of(device, "online"));
+    ASSERT_TRUE(presence.subscribed());
     kit::Process agent({OTA_AGENT_BIN, "--config", config.string()}, dir / "agent.log");
     ASSERT_TRUE(kit::wait_until([&] { return partial_size(rel) >= (1u << 20); }, 30s)) << agent.log();
     ASSERT_TRUE(online_is(true)) << agent.log();
+    const auto seen_before = presence.wait(0, 0ms).messages.size();
     relay.blackhole_current();
-    ASSERT_TRUE(kit::wait_until([&] { return online_is(false) || installed(rel); }, 15s)) << agent.log();
-    ASSERT_FALSE(installed(rel)) << "the download ended before the broker noticed the dead link";
-    // Back online while the download still runs (not once the whole update has finished).
-    EXPECT_TRUE(kit::wait_until([&] { return online_is(true) || installed(rel); }, 30s)) << agent.log();
-    EXPECT_FALSE(installed(rel)) << "online again only after the update:\n" << agent.log();
+    // The will ({"online":false}) arrives, then the agent's {"online":true} of its new connection:
+    // that one must come while the download is still running, not once the update is over.
+    bool went_offline = false, back_online = false, back_while_downloading = false;
+    EXPECT_TRUE(kit::wait_until(
+        [&] {
+            const auto msgs = payloads(presence.wait(0, 0ms));
+            const bool done = installed(rel);
+            for (std::size_t i = seen_before; i < msgs.size() && !back_online; ++i) {
+                if (!msgs[i].is_object()) continue;
+                if (msgs[i].value("online", true) == false) went_offline = true;
+                else if (went_offline) {
+                    back_online = true;
+                    back_while_downloading = !done;
+                }
+            }
+            return back_online || done;
+        },
+        40s, 10ms))
+        << agent.log();
+    EXPECT_TRUE(went_offline) << "the broker never published the last will:\n" << agent.log();
+    EXPECT_TRUE(back_online) << agent.log();
+    EXPECT_TRUE(back_while_downloading) << "online again only after the update:\n" << agent.log();
     EXPECT_GE(relay.connections(), 2);
     ASSERT_TRUE(kit::wait_until([&] { return installed(rel); }, 60s)) << agent.log();
     EXPECT_TRUE(kit::wait_until([&] { auto s = status(); return !s.is_null() && s["stage"] == "succeeded"; }, 20s))
