@@ -6,6 +6,8 @@
 #include <signal.h>
 
 #include <atomic>
+#include <cstring>
+#include <optional>
 #include <filesystem>
 #include <random>
 #include <string>
@@ -613,6 +615,32 @@ TEST_F(DownloadTest, ABlackholedConnectionIsLeftAfterTheStallWindowAndTheNextOne
     EXPECT_EQ(res->restarts_from_zero, 0);
     EXPECT_EQ(res->bytes_transferred, content.size());  // the second attempt resumed, nothing twice
     EXPECT_EQ(logged("models/blackhole.bin", "206", 1), 1) << server->access_log();
+}
+
+TEST_F(DownloadTest, TheTransfersConnectionProbesWithTcpKeepaliveAfterAFewIdleSeconds) {
+    // A connection whose NAT mapping is gone only fails when something is sent on it: keepalive
+    // probes do that while the download waits. The relay blackholes the connection (its kernel
+    // still ACKs, so the probes succeed here); `ss` shows the socket's keepalive timer.
+    const auto content = random_bytes(2 * MiB, 27);
+    publish("models/keepalive.bin", content);
+    kit::TcpRelay relay({.upstream_port = server->port(), .blackhole_after = 256 * KiB});
+    auto r = request("models/keepalive.bin", content, dest());
+    kit::Process child({OTA_DOWNLOAD_TOOL, "--url", via(relay, "models/keepalive.bin"), "--dest", dest().string(), "--size",
+                        std::to_string(r.expected_size), "--sha256", r.expected_sha256, "--cafile", r.cafile,
+                        "--stall-timeout", "60", "--low-speed-time", "60"},
+                       tmp / "child.log");
+    ASSERT_TRUE(kit::wait_until([&] { return relay.blackholed() == 1; }, 10s)) << child.log();
+    std::string sockets;
+    const auto timer = [&]() -> std::optional<double> {
+        sockets = kit::run({"ss", "-tnoH", "state", "established", "( dport = :" + std::to_string(relay.port()) + " )"}, 5s).out;
+        const auto pos = sockets.find("timer:(keepalive,");
+        if (pos == std::string::npos) return std::nullopt;
+        return std::strtod(sockets.c_str() + pos + std::strlen("timer:(keepalive,"), nullptr);
+    };
+    ASSERT_TRUE(kit::wait_until([&] { return timer().has_value(); }, 5s, 100ms)) << "no keepalive timer:\n" << sockets;
+    const auto t = timer();
+    ASSERT_TRUE(t) << sockets;
+    EXPECT_LE(*t, 5.0) << sockets;  // keepalive_idle: 5 s (then every 2 s)
 }
 
 TEST_F(DownloadTest, BytesReceivedReachTheDiskWithinASecondWhenTheLinkGoesQuietSoAKillLosesLittle) {
