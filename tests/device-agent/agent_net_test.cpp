@@ -240,5 +240,9 @@ TEST_F(AgentNetTest, HostileInputNeverStopsTheAgentAndAGoodReleaseStillInstalls)
     for (std::size_t pos = 0; (pos = log.find("cmd ignored", pos)) != std::string::npos; ++pos) ++ignored_lines;
     EXPECT_GE(ignored_lines, 1u) << log;
     EXPECT_LE(ignored_lines, 6u) << "48 malformed commands must not become 48 log lines:\n" << log;
+    std::size_t rejected_lines = 0;
+    for (std::size_t pos = 0; (pos = log.find("release rejected", pos)) != std::string::npos; ++pos) ++rejected_lines;
+    EXPECT_GE(rejected_lines, 1u) << log;
+    EXPECT_LE(rejected_lines, 6u) << waves.size() << " distinct bad offers, each logged:\n" << log;
     EXPECT_EQ(agent.stop(), 0) << log;
 }
