@@ -56,7 +56,9 @@ struct Request {
     // Consecutive attempts without progress before giving up. An attempt is progress when it adds
     // at least min_progress() bytes (low_speed_limit * low_speed_time) beyond the most ever on
     // disk in this call: a link that drops every few MiB still completes with resume, while one
-    // that never advances (or a server that ignores Range and is cut each time) gives up.
+    // that never advances (or a server that ignores Range and is cut each time) gives up. When
+    // the server says the object changed (other validators, 416) progress counts from zero again.
+    // At most 100,000 attempts in all.
     int max_attempts{5};
     // The whole call, all attempts and backoffs: past it, download_stalled.
     std::chrono::seconds total_deadline{6 * 3600};
