@@ -151,6 +151,7 @@ Expected<Result> fetch(const Request& req) {
     int immediate_restarts = 0;
     int without_progress = 0;  // consecutive failed attempts that did not add `needed` bytes
     int progressing = 0;
+    auto last_progress = Clock::now();  // retry_window counts from here
     while (!complete) {
         if (req.cancelled && req.cancelled()) return fail(ErrorCode::timeout, req.url + ": download cancelled");
         const auto now = Clock::now();
@@ -182,9 +183,10 @@ Expected<Result> fetch(const Request& req) {
         }
         if (progressed) {
             without_progress = 0;
+            last_progress = Clock::now();
             if (++progressing >= kMaxProgressingAttempts)
                 return fail(e.code, e.message + " (gave up after " + std::to_string(result.attempts) + " attempts)");
-        } else if (++without_progress >= max_attempts) {
+        } else if (++without_progress >= max_attempts && Clock::now() - last_progress >= req.retry_window) {
             return fail(e.code, e.message + " (gave up after " + std::to_string(without_progress) +
                                     (without_progress == 1 ? " attempt" : " attempts") + " without progress)");
         }

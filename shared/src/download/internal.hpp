@@ -183,8 +183,10 @@ private:
     bool stop(Next next, Error error);
     bool remember_validators();
     Outcome curl_failure(CURLcode rc, Clock::duration elapsed, std::chrono::milliseconds deadline) const;
+    bool redirect_allowed(std::string_view location);
 
     const Request& req_;
+    CURL* handle_{nullptr};
     PartFile& part_;
     Sidecar& sidecar_;
     Result& result_;

@@ -16,9 +16,11 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cctype>
 
 #include "internal.hpp"
 #include "ota/build_info.hpp"
+#include "ota/json.hpp"
 
 namespace ota::download::detail {
 namespace {
@@ -83,6 +85,7 @@ Outcome Transfer::run(CURL* h, std::chrono::milliseconds deadline) {
     last_byte_ = Clock::now();
 
     curl_easy_reset(h);
+    handle_ = h;
     std::string validator = sidecar_.validator();
     if (part_.size() > 0 && validator.empty()) {
         // Without a validator a resumed object could be another one: start over.
@@ -158,8 +161,60 @@ Outcome Transfer::run(CURL* h, std::chrono::milliseconds deadline) {
 // libcurl calls these from C: nothing may propagate out of them.
 std::size_t Transfer::on_header(char* data, std::size_t size, std::size_t n, void* self_ptr) {
     auto* self = static_cast<Transfer*>(self_ptr);
-    parse_header_line(std::string_view(data, size * n), self->headers_);
+    const std::string_view line(data, size * n);
+    parse_header_line(line, self->headers_);
+    constexpr std::string_view location = "location:";
+    const auto status = self->headers_.status;
+    if (status >= 300 && status <= 399 && line.size() > location.size() &&
+        std::equal(location.begin(), location.end(), line.begin(),
+                   [](char a, char b) { return a == std::tolower(static_cast<unsigned char>(b)); })) {
+        try {
+            if (!self->redirect_allowed(trim(line.substr(location.size())))) return 0;  // ends the transfer
+        } catch (const std::exception& e) {
+            self->abort_ = Outcome{Next::give_up, {ErrorCode::internal, self->req_.url + ": " + e.what()}};
+            return 0;
+        }
+    }
     return size * n;
+}
+
+namespace {
+// "https://host:port" of `target` resolved against `base` (lowercase), or empty when either is
+// not a URL.
+std::string origin(const std::string& base, std::string_view target) {
+    CURLU* u = curl_url();
+    if (!u) return {};
+    std::string out;
+    char *scheme = nullptr, *host = nullptr, *port = nullptr;
+    if (curl_url_set(u, CURLUPART_URL, base.c_str(), 0) == CURLUE_OK &&
+        (target.empty() || curl_url_set(u, CURLUPART_URL, std::string(target).c_str(), 0) == CURLUE_OK) &&
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK && curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK) {
+        out = std::string(scheme) + "://" + host + ":" + port;
+        for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    }
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(port);
+    curl_url_cleanup(u);
+    return out;
+}
+}  // namespace
+
+// Redirects are followed only within the artifact server the release names (same scheme, host
+// and port): the device's client certificate and its Range/If-Range headers go nowhere else, and
+// a redirect cannot move a download to plain http:// or to a host nobody vouched for.
+bool Transfer::redirect_allowed(std::string_view location) {
+    char* effective = nullptr;
+    if (handle_) curl_easy_getinfo(handle_, CURLINFO_EFFECTIVE_URL, &effective);
+    const auto from = origin(req_.url, {});
+    const auto to = origin(effective ? std::string(effective) : req_.url, location);
+    if (!from.empty() && to == from) return true;
+    abort_ = Outcome{Next::give_up,
+                     {ErrorCode::download_failed, req_.url + ": redirect to " + printable(location, 200) +
+                                                      " refused (not retried): artifacts are fetched only from " +
+                                                      (from.empty() ? req_.url : from)}};
+    return false;
 }
 
 std::size_t Transfer::on_write(char* data, std::size_t size, std::size_t n, void* self_ptr) {

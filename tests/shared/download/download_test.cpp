@@ -110,6 +110,7 @@ protected:
         r.connect_timeout = 5s;
         r.deadline = 30s;
         r.max_attempts = 3;
+        r.retry_window = 0s;  // give up on the attempt count alone (the tests of the window set it)
         r.backoff_min = 10ms;
         r.backoff_max = 50ms;
         return r;
