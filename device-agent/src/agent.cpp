@@ -56,6 +56,26 @@ Expected<void> Agent::Impl::setup() {
     if (!s) return std::unexpected(s.error());
     store = std::move(*s);
     if (auto t = trusted.load(cfg.trusted_keys); !t) return std::unexpected(t.error().with_context("trusted_keys"));
+    if (!cfg.root_key.empty()) {
+        auto root = crypto::PublicKey::load(cfg.root_key);
+        if (!root) return std::unexpected(root.error().with_context("root_key"));
+        const auto file = cfg.state_dir / "keyset.json";
+        auto ks = KeysetStore::open(*root, file);
+        if (!ks) {
+            // Kept for a look, never silently trusted; the device falls back to its provisioned
+            // root and keys and takes the retained keyset again.
+            log.error("the stored keyset is unreadable; set aside, waiting for the published one",
+                      {{"file", file.string()}, {"error", ks.error().describe()}});
+            std::error_code rename_ec;
+            fs::rename(file, cfg.state_dir / "keyset.json.damaged", rename_ec);
+            ks = KeysetStore::open(*root, file);
+            if (!ks) return std::unexpected(ks.error());
+        }
+        keysets = std::move(*ks);
+        if (const auto& cur = keysets->current())
+            log.info("keyset", {{"version", std::to_string(cur->keyset.version)}, {"root", keysets->root().key_id()},
+                                {"keys", std::to_string(cur->keyset.keys.size())}, {"expires", format_utc(cur->keyset.expires)}});
+    }
     mqtt::Options o;
     o.broker = cfg.broker;
     o.client_id = cfg.device_id;
@@ -80,6 +100,7 @@ Expected<void> Agent::Impl::setup() {
     // Subscriptions are remembered before the first connect and made on every connect.
     (void)client->subscribe(topics.assignment(cfg.device_id), 1);
     (void)client->subscribe(topics.cmd(cfg.device_id), 1);
+    if (keysets) (void)client->subscribe(topics.keyset(), 1);
     // Follow the last known wave from the start; the retained assignment may change it.
     if (auto a = store->get("assignment"); a && *a) on_assignment(**a);
     return {};

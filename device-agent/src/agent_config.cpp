@@ -104,6 +104,7 @@ Expected<AgentConfig> parse_agent_config(const nlohmann::json& json) {
         if (!mr.ok()) return std::unexpected(*mr.error());
     }
     c.trusted_keys = r.str("trusted_keys");
+    c.root_key = r.opt_str("root_key").value_or("");
     c.state_dir = r.opt_str("state_dir").value_or(c.state_dir.string());
     c.binary_path = r.opt_str("binary_path").value_or("");
     c.install_root = r.opt_str("install_root").value_or("");
@@ -173,6 +174,7 @@ nlohmann::ordered_json AgentConfig::to_json() const {
                  {"keepalive_s", keepalive.count()}, {"session_expiry_s", session_expiry.count()},
                  {"topic_prefix", topic_prefix}};
     j["trusted_keys"] = trusted_keys.string();
+    if (!root_key.empty()) j["root_key"] = root_key.string();
     j["state_dir"] = state_dir.string();
     if (!binary_path.empty()) j["binary_path"] = binary_path.string();
     if (!install_root.empty()) j["install_root"] = install_root.string();

@@ -51,6 +51,10 @@ struct AgentConfig {
     std::string topic_prefix{"ota/v1"};
 
     std::filesystem::path trusted_keys;  // a public key file or a directory of them
+    // The root public key (PEM) that signs keysets (docs/protocol.md, "Keyset"); empty: no keyset
+    // is followed and trusted_keys stay the release keys. With it, trusted_keys are trusted only
+    // until the first keyset is accepted; from then on exactly the keyset's keys.
+    std::filesystem::path root_key;
     std::filesystem::path state_dir{"/var/lib/ota-agent"};
     std::filesystem::path binary_path;   // the agent's own binary (self-update); default: /proc/self/exe
     // Prepended to every install target of a manifest (default: none, i.e. "/"): lets several

@@ -17,6 +17,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -26,6 +27,7 @@
 #include "inventory.hpp"
 #include "journal.hpp"
 #include "ota/crypto.hpp"
+#include "ota/keyset.hpp"
 #include "ota/log.hpp"
 #include "ota/manifest.hpp"
 #include "ota/mqtt.hpp"
@@ -48,7 +50,9 @@ struct Agent::Impl {
     Topics topics;
     log::Logger log{"agent"};
     std::unique_ptr<Store> store;
-    crypto::TrustStore trusted;
+    crypto::TrustStore trusted;           // the provisioned release keys (trusted_keys)
+    std::optional<KeysetStore> keysets;   // with root_key: the newest keyset accepted
+    std::set<std::string> awaiting_keys;  // components whose offer was refused for its key: judged again on a new keyset
     Inventory inventory;
     std::unique_ptr<mqtt::Client> client;
     RunOptions opts;
@@ -113,6 +117,12 @@ struct Agent::Impl {
     void start_update(const std::string& component, const std::string& rollout, const std::string& envelope);
     void on_assignment(const std::string& payload);
     void on_cmd(const std::string& payload);
+    void on_keyset(const std::string& payload);
+    // The release keys to verify an offer with now: the keyset's once one is accepted (an expired
+    // keyset is keyset_expired: no new install), else the provisioned ones.
+    Expected<crypto::TrustStore> release_keys() const;
+    // To resume a journalled update: every key that could have been trusted when it was accepted.
+    crypto::TrustStore journal_keys() const;
     void operator_rollback(const std::string& component);
 
     // update.cpp

@@ -3,6 +3,7 @@
 // from stopping the agent: fields are read by messages.hpp (no exceptions by construction), and
 // whatever still throws is counted, logged (bounded) and the message dropped.
 #include <algorithm>
+#include <utility>
 
 #include "agent_impl.hpp"
 #include "messages.hpp"
@@ -20,6 +21,7 @@ void Agent::Impl::dispatch(const mqtt::Message& message) {
         if (parsed->kind == Topics::Kind::assignment && parsed->a == cfg.device_id) return on_assignment(message.payload);
         if (parsed->kind == Topics::Kind::cmd && parsed->a == cfg.device_id) return on_cmd(message.payload);
         if (parsed->kind == Topics::Kind::wave) return on_wave(parsed->c, message.payload);
+        if (parsed->kind == Topics::Kind::keyset && keysets) return on_keyset(message.payload);
     } catch (const std::exception& e) {
         ++dropped;
         note_bad_input("message dropped", Error{ErrorCode::internal, printable(message.topic, 200) + ": " + printable(e.what())});
@@ -40,6 +42,7 @@ void Agent::Impl::note_bad_input(std::string_view kind, const Error& error) {
 
 void Agent::Impl::reject(const std::string& component, const std::string& version, const std::string& rollout,
                          const std::string& payload, const Error& error) {
+    if (error.code == ErrorCode::unknown_key || error.code == ErrorCode::keyset_expired) awaiting_keys.insert(component);
     // One report per distinct offer: QoS 1 duplicates and retained re-deliveries stay quiet.
     const auto key = "rejected/" + component;
     const auto digest = crypto::sha256_hex(payload);
@@ -71,7 +74,9 @@ void Agent::Impl::evaluate(const std::string& component, const std::string& payl
         return;
     }
     const auto& envelope = offer.envelope;
-    auto verified = open_envelope(envelope, trusted, now_utc(), "release for " + component);
+    const auto keys = release_keys();
+    if (!keys) return reject(component, "", rollout, payload, keys.error());
+    auto verified = open_envelope(envelope, *keys, now_utc(), "release for " + component);
     if (!verified) return reject(component, "", rollout, payload, verified.error());
     const auto& m = verified->manifest;
     if (m.component != component)
@@ -222,6 +227,40 @@ void Agent::Impl::operator_rollback(const std::string& component) {
     if (auto w = store->put_journal(component, j); !w) return;
     (void)store->put("last_install/" + component, "");
     run_update(component);
+}
+
+// A keyset (retained on <prefix>/keyset, again at every connect): accepted only when the trusted
+// root signed it and it is newer, written to disk before it is used; then the offers waiting are
+// judged again with its keys (a release of a new key can now be installed, one of a revoked key
+// no longer).
+void Agent::Impl::on_keyset(const std::string& payload) {
+    if (payload.empty()) return;
+    auto r = keysets->offer(payload, now_utc(), "keyset on " + topics.keyset());
+    if (!r) return note_bad_input("keyset rejected", r.error());
+    if (*r != KeysetStore::Offer::accepted) {
+        log.debug("keyset ignored", {{"why", std::string(to_string(*r))}});
+        return;
+    }
+    const auto& k = keysets->current()->keyset;
+    std::string ids;
+    for (const auto& key : k.keys) ids += (ids.empty() ? "" : ",") + key.key.key_id();
+    log.info("keyset accepted", {{"version", std::to_string(k.version)}, {"root", k.root.key_id()}, {"keys", ids},
+                                 {"expires", format_utc(k.expires)}});
+    const auto waiting = std::exchange(awaiting_keys, {});
+    for (const auto& component : waiting)
+        if (auto it = offers.find(component); it != offers.end()) evaluate(component, it->second);
+}
+
+Expected<crypto::TrustStore> Agent::Impl::release_keys() const {
+    if (!keysets) return trusted;
+    return keysets->release_keys(now_utc(), trusted);
+}
+
+crypto::TrustStore Agent::Impl::journal_keys() const {
+    crypto::TrustStore keys = trusted;
+    if (keysets && keysets->current())
+        for (const auto& k : keysets->current()->keyset.keys) keys.add(k.key);
+    return keys;
 }
 
 }  // namespace ota::agent

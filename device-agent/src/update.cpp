@@ -63,7 +63,7 @@ void Agent::Impl::run_update(const std::string& component) {
             return;
         }
         const auto accepted = parse_utc(str_or(j, "accepted_at"));
-        auto verified = open_envelope(str_or(j, "envelope"), trusted, accepted ? *accepted : now_utc(), "journal of " + component);
+        auto verified = open_envelope(str_or(j, "envelope"), journal_keys(), accepted ? *accepted : now_utc(), "journal of " + component);
         if (!verified) {
             log.error("journal entry unreadable; dropped", {{"component", component}, {"error", verified.error().message}});
             (void)store->clear_journal(component);

@@ -55,10 +55,10 @@ ota_build() {
   [ $# -gt 0 ] && targets=(--target "$@")
   [ "${CI:-}" = "true" ] && werror=ON
   local extra=()
-  # ccache, when installed, shares compiled objects between checkouts (worktrees) of one parent.
+  # ccache, when installed, keeps rebuilds after a clean short. (Not with CCACHE_BASEDIR: it
+  # rewrites the paths in the compiler's dependency files, and make then misses header changes.)
   if command -v ccache >/dev/null; then
     extra+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
-    export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$(dirname "$OTA_ROOT")}" CCACHE_NOHASHDIR=1
   fi
   cmake -S "$OTA_ROOT" -B "$OTA_BUILD_DIR" -DOTA_WERROR="$werror" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     "${extra[@]}" >/dev/null
