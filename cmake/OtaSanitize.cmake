@@ -25,7 +25,7 @@ if(OTA_SANITIZE)
   add_compile_options(${_ota_san_flags})
   add_link_options(${_ota_san_flags})
 
-  # Runtime options: compiled into every executable (see sanitizer_defaults.cpp and
+  # Runtime options: compiled into every executable (see sanitizer_defaults.cpp.in and
   # ota_sanitize_executables below), so ctest, gtest discovery and the daemons a test starts all get
   # them. (CTest ENVIRONMENT properties cannot carry two variables through gtest_discover_tests in
   # CMake 3.25: its PROPERTIES list is flattened.)
@@ -43,7 +43,7 @@ function(ota_sanitize_executables dir)
   foreach(t IN LISTS targets)
     get_target_property(type ${t} TYPE)
     if(type STREQUAL "EXECUTABLE")
-      target_sources(${t} PRIVATE "${PROJECT_SOURCE_DIR}/cmake/sanitizer_defaults.cpp")
+      target_sources(${t} PRIVATE "${PROJECT_BINARY_DIR}/sanitizer_defaults.cpp")
     endif()
   endforeach()
   get_property(subdirs DIRECTORY "${dir}" PROPERTY SUBDIRECTORIES)
@@ -52,6 +52,6 @@ function(ota_sanitize_executables dir)
   endforeach()
 endfunction()
 if(OTA_SANITIZE)
-  set_source_files_properties("${PROJECT_SOURCE_DIR}/cmake/sanitizer_defaults.cpp" DIRECTORY "${PROJECT_SOURCE_DIR}"
-    PROPERTIES COMPILE_DEFINITIONS "OTA_TSAN_SUPPRESSIONS=\"${PROJECT_SOURCE_DIR}/cmake/tsan.supp\"")
+  configure_file("${CMAKE_CURRENT_LIST_DIR}/sanitizer_defaults.cpp.in"
+    "${PROJECT_BINARY_DIR}/sanitizer_defaults.cpp" @ONLY)
 endif()

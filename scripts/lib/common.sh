@@ -14,7 +14,7 @@ ota_default_build_dir() {
 }
 OTA_BUILD_DIR="${OTA_BUILD_DIR:-$(ota_default_build_dir)}"
 # Their runtime options (UBSan fatal, leak checks...) are compiled into every executable
-# (cmake/sanitizer_defaults.cpp); ASAN_OPTIONS / UBSAN_OPTIONS / TSAN_OPTIONS override single options.
+# (cmake/sanitizer_defaults.cpp.in); ASAN_OPTIONS / UBSAN_OPTIONS / TSAN_OPTIONS override single options.
 
 # Debian 12 packages the build, the tests and the demo need.
 OTA_PACKAGES=(
