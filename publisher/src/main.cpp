@@ -3,6 +3,7 @@
 //                             <prefix>/releases/<component>/<channel>
 //   ota-publish keygen ...    make an Ed25519 signing key pair
 //   ota-publish verify ...    check an envelope against trusted public keys
+//   ota-publish keyset ...    keep, sign (root key) and publish the keyset of trusted release keys
 // Exit status: 0 done, 1 failed (one line on stderr says why), 2 usage error.
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 #include "ota/build_info.hpp"
 #include "ota/files.hpp"
 #include "ota/topics.hpp"
+#include "keyset_cli.hpp"
 #include "publisher.hpp"
 
 namespace {
@@ -92,11 +94,17 @@ int main(int argc, char** argv) {
     verify->add_option("--pubkey", pubkeys, "Trusted public key file or directory (repeatable)")->required();
     verify->add_option("envelope", envelope_file, "Envelope file, or - for standard input")->required();
 
+    // keyset
+    ota::publisher::KeysetCli keyset;
+    ota::publisher::add_keyset_commands(app, keyset);
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
         return app.exit(e) == 0 ? 0 : 2;
     }
+
+    if (*keyset.cmd) return ota::publisher::run_keyset(keyset);
 
     if (*keygen) {
         const std::string key_path = out_prefix + ".key", pub_path = out_prefix + ".pub";

@@ -24,6 +24,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ota/crypto.hpp"
+#include "ota/log.hpp"
 #include "ota/manifest.hpp"
 #include "ota/mqtt.hpp"
 #include "ota/topics.hpp"
@@ -65,6 +66,11 @@ public:
     // holds a Store::Batch around a batch of calls).
     void on_message(const mqtt::Message& message, TimePoint now);
 
+    // The broker connection came up (after subscribing: retained messages follow) or went down.
+    // Silence is judged only while connected, and every unfinished device gets a fresh timeout
+    // at each connect: what it sent while the controller could not read it arrives first.
+    void on_connection(bool up, TimePoint now);
+
     // After a batch of on_message calls: evaluate the rollouts whose counts changed (once each,
     // not once per message).
     void flush(TimePoint now);
@@ -101,6 +107,7 @@ private:
     };
 
     // message kinds
+    void dispatch(const Topics::Parsed& parsed, const mqtt::Message& message, TimePoint now);
     void on_release(const std::string& topic, const std::string& payload, TimePoint now);
     void on_inventory(const std::string& device, const std::string& payload, TimePoint now);
     void on_online(const std::string& device, const std::string& payload, TimePoint now);
@@ -126,11 +133,13 @@ private:
     void watch_silence(Rollout& r, const MemberRow& m);  // m may go silent: scan by then
     void retire(Rollout& r);                      // finished: keep its counts, free its members
     [[nodiscard]] std::chrono::seconds device_timeout(const Rollout& r, std::size_t wave) const;
+    [[nodiscard]] std::optional<TimePoint> quiet_since(const Rollout& r, const MemberRow& m) const;
     [[nodiscard]] bool is_silent(const Rollout& r, const MemberRow& m, std::chrono::seconds timeout, TimePoint now) const;
     [[nodiscard]] std::optional<std::string> failure_crossed(const Rollout& r, std::size_t wave, const Counts& c) const;
     void halt(Rollout& r, const std::string& reason, const Counts& c, TimePoint now);
-    void end_waves(Rollout& r, const std::string& wave_state);
-    void publish_wave(const Rollout& r, std::size_t wave, const std::string& state);
+    void end_waves(Rollout& r, WaveState wave_state);
+    void publish_wave(const Rollout& r, std::size_t wave, WaveState state);
+    [[nodiscard]] WaveState wave_message_state(const Rollout& r, std::size_t wave) const;
     void publish_state(Rollout& r, TimePoint now);
     void save(Rollout& r, TimePoint now);
     void audit(TimePoint now, const std::string& actor, const std::string& action, const Rollout* r,
@@ -146,6 +155,8 @@ private:
     void resume(Rollout& r, const std::string& actor, TimePoint now);
 
     void count(const std::string& result, std::uint64_t n = 1);
+    // Bad input is logged in a bounded way: a few lines per kind and minute, then a count.
+    [[nodiscard]] bool should_log(std::string_view key, TimePoint now);
 
     const ControllerConfig& cfg_;
     Store& store_;
@@ -158,6 +169,9 @@ private:
     std::vector<Outgoing> out_;
     std::set<std::string> touched_;  // rollouts with new status since the last flush
     IngestCounters counters_;
+    log::Limiter limiter_;
+    bool connected_{true};        // the service says otherwise until it has subscribed
+    TimePoint silence_from_{};    // latest (re)connect: nobody is silent for less since then
 };
 
 }  // namespace ota::controller

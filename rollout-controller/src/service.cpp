@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "engine.hpp"
@@ -20,6 +21,13 @@ namespace {
 const log::Logger lg("controller");
 constexpr std::size_t max_queue = 1'000'000;  // messages waiting for the engine; beyond: dropped and counted
 
+// What the MQTT client's dispatch thread hands the engine thread, in the order it happened: a
+// message, or the connection coming up or going down.
+struct Event {
+    std::optional<bool> connection;
+    mqtt::Message message;
+};
+
 class Ingest {
 public:
     void push(const mqtt::Message& m) {
@@ -29,15 +37,22 @@ public:
                 ++dropped_;
                 return;
             }
-            queue_.push_back(m);
+            queue_.push_back(Event{std::nullopt, m});
         }
         cv_.notify_one();
     }
-    // Wait up to `timeout` for messages, then take all of them.
-    std::deque<mqtt::Message> take(std::chrono::milliseconds timeout, std::uint64_t& dropped) {
+    void connection(bool up) {
+        {
+            std::lock_guard lock(mu_);
+            queue_.push_back(Event{up, {}});  // never dropped: it changes how silence is judged
+        }
+        cv_.notify_one();
+    }
+    // Wait up to `timeout` for events, then take all of them.
+    std::deque<Event> take(std::chrono::milliseconds timeout, std::uint64_t& dropped) {
         std::unique_lock lock(mu_);
         cv_.wait_for(lock, timeout, [&] { return !queue_.empty(); });
-        std::deque<mqtt::Message> out;
+        std::deque<Event> out;
         out.swap(queue_);
         dropped = dropped_;
         dropped_ = 0;
@@ -47,7 +62,7 @@ public:
 private:
     std::mutex mu_;
     std::condition_variable cv_;
-    std::deque<mqtt::Message> queue_;
+    std::deque<Event> queue_;
     std::uint64_t dropped_{0};
 };
 
@@ -129,7 +144,7 @@ struct Metrics {
     double halts_seen{0};
 
     void update(const Engine& e) {
-        for (const char* s : {"active", "paused", "halted", "completed", "aborted", "superseded"}) rollouts.Add({{"state", s}}).Set(0);
+        for (const auto& [state, name] : detail::rollout_names) rollouts.Add({{"state", std::string(name)}}).Set(0);
         for (const auto& [s, n] : e.rollouts_by_state()) rollouts.Add({{"state", s}}).Set(static_cast<double>(n));
         for (const auto& [s, n] : e.members_by_state()) devices.Add({{"status", s}}).Set(static_cast<double>(n));
         known.Set(static_cast<double>(e.device_count()));
@@ -181,7 +196,10 @@ int run_service(const ControllerConfig& cfg, std::atomic<bool>& stop) {
     options.keepalive = cfg.keepalive;
     mqtt::Client client(options);
     client.on_message([&](const mqtt::Message& m) { ingest.push(m); });
-    client.on_connection([&](bool up) { lg.info(up ? "connected to the broker" : "connection to the broker lost"); });
+    client.on_connection([&](bool up) {
+        lg.info(up ? "connected to the broker" : "connection to the broker lost");
+        ingest.connection(up);
+    });
 
     Publisher publisher(client);
     auto step = [&](auto&& body) -> bool {
@@ -193,14 +211,20 @@ int run_service(const ControllerConfig& cfg, std::atomic<bool>& stop) {
                 return false;
             }
         } catch (const std::exception& e) {
-            lg.error("cannot write the state database", {{"error", e.what()}});
+            // SQLite failing to read or write (disk full, I/O error, a damaged file): stop rather
+            // than run on state that is not what the database holds.
+            lg.error("state database error; stopping", {{"error", e.what()}});
             return false;
         }
         publisher.push(engine.take_outgoing());
         return true;
     };
 
-    if (!step([&] { engine.load(Clock::now()); })) return 1;
+    if (!step([&] {
+            engine.on_connection(false, Clock::now());  // no silence is judged before the first connect
+            engine.load(Clock::now());
+        }))
+        return 1;
     // Connect with retries: the controller starts before or after the broker.
     for (int attempt = 1;; ++attempt) {
         auto c = client.connect();
@@ -231,7 +255,10 @@ int run_service(const ControllerConfig& cfg, std::atomic<bool>& stop) {
         const bool tick = now >= next_tick;
         if (batch.empty() && !tick) continue;
         if (!step([&] {
-                for (const auto& m : batch) engine.on_message(m, now);
+                for (const auto& e : batch) {
+                    if (e.connection) engine.on_connection(*e.connection, now);
+                    else engine.on_message(e.message, now);
+                }
                 engine.flush(now);
                 if (tick) engine.tick(now);
             }))

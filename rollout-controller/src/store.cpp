@@ -1,6 +1,14 @@
 #include "store.hpp"
 
 #include <SQLiteCpp/SQLiteCpp.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <utility>
 
 namespace ota::controller {
 namespace {
@@ -44,6 +52,40 @@ nlohmann::json parse_or(const std::string& text, nlohmann::json fallback) {
     return j.is_discarded() ? fallback : j;
 }
 
+// A state read back from the database; a name this build does not know is a damaged (or newer)
+// database: the controller stops with a clear error rather than guess.
+template <class Parse>
+auto stored(Parse parse, const std::string& name, const std::string& what) {
+    if (auto s = parse(name)) return *s;
+    throw std::runtime_error("controller state: " + what + " has the unknown state \"" + name + "\"");
+}
+
+// One controller per database: `<db>.lock`, held with flock for the life of the Store (released by
+// the kernel when the process dies, so a kill -9 leaves no stale lock). It holds the owner's pid.
+Expected<int> lock_database(const std::filesystem::path& db) {
+    const auto lock = db.string() + ".lock";
+    const int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) return fail(ErrorCode::io_error, "controller state " + lock + ": " + std::strerror(errno));
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        const int err = errno;
+        char pid[32] = {};
+        (void)!::pread(fd, pid, sizeof pid - 1, 0);
+        ::close(fd);
+        if (err == EWOULDBLOCK)
+            return fail(ErrorCode::io_error, "controller state " + db.string() + " is in use by another ota-controller" +
+                                                 (pid[0] ? " (pid " + std::string(pid, std::strcspn(pid, "\n")) + ")" : std::string()) +
+                                                 "; two controllers on one database would both steer its rollouts");
+        return fail(ErrorCode::io_error, "controller state " + lock + ": " + std::strerror(err));
+    }
+    const auto mine = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, mine.data(), mine.size(), 0) != static_cast<ssize_t>(mine.size())) {
+        const int err = errno;
+        ::close(fd);
+        return fail(ErrorCode::io_error, "controller state " + lock + ": " + std::strerror(err));
+    }
+    return fd;
+}
+
 }  // namespace
 
 std::int64_t to_ms(TimePoint t) {
@@ -52,6 +94,12 @@ std::int64_t to_ms(TimePoint t) {
 TimePoint from_ms(std::int64_t ms) { return TimePoint(std::chrono::milliseconds(ms)); }
 
 struct Store::Impl {
+    struct Lock {
+        int fd{-1};
+        ~Lock() {
+            if (fd >= 0) ::close(fd);
+        }
+    } lock;  // first member: held until after the database is closed
     SQLite::Database db;
     SQLite::Statement put_device, put_rollout, put_wave, put_member, put_seq, audit, count;
     explicit Impl(const std::filesystem::path& f)
@@ -89,8 +137,12 @@ Expected<std::unique_ptr<Store>> Store::open(const std::filesystem::path& path) 
     try {
         std::error_code ec;
         if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path(), ec);
+        auto lock = lock_database(path);
+        if (!lock) return std::unexpected(lock.error());
+        Impl::Lock held{*lock};
         std::unique_ptr<Store> store(new Store());
         store->impl_ = std::make_unique<Impl>(path);
+        store->impl_->lock.fd = std::exchange(held.fd, -1);
         auto& db = store->impl_->db;
         db.exec("PRAGMA journal_mode=WAL");
         // NORMAL in WAL mode: a commit survives a crash of the process (kill -9); a power cut may
@@ -157,7 +209,7 @@ void Store::put_rollout(const RolloutRow& r) {
     q.bind(5, r.scheme);
     q.bind(6, r.channel);
     q.bind(7, r.envelope);
-    q.bind(8, r.state);
+    q.bind(8, std::string(to_string(r.state)));
     q.bind(9, static_cast<std::int64_t>(r.wave));
     q.bind(10, r.reason);
     q.bind(11, to_ms(r.created));
@@ -170,7 +222,7 @@ void Store::put_rollout(const RolloutRow& r) {
         wq.bind(1, r.id);
         wq.bind(2, static_cast<std::int64_t>(i));
         wq.bind(3, w.name);
-        wq.bind(4, w.state);
+        wq.bind(4, std::string(to_string(w.state)));
         wq.bind(5, w.approved ? 1 : 0);
         bind_opt(wq, 6, w.opened_at);
         bind_opt(wq, 7, w.soak_until);
@@ -187,7 +239,7 @@ void Store::put_member(const MemberRow& m) {
     q.bind(1, m.rollout);
     q.bind(2, m.device);
     q.bind(3, static_cast<std::int64_t>(m.wave));
-    q.bind(4, m.state);
+    q.bind(4, std::string(to_string(m.state)));
     q.bind(5, m.stage);
     q.bind(6, m.progress);
     q.bind(7, m.error);
@@ -260,7 +312,7 @@ std::vector<RolloutRow> Store::rollouts() {
         r.scheme = q.getColumn(4).getString();
         r.channel = q.getColumn(5).getString();
         r.envelope = q.getColumn(6).getString();
-        r.state = q.getColumn(7).getString();
+        r.state = stored(parse_rollout_state, q.getColumn(7).getString(), "rollout " + r.id);
         r.wave = static_cast<std::size_t>(q.getColumn(8).getInt64());
         r.reason = q.getColumn(9).getString();
         r.created = from_ms(q.getColumn(10).getInt64());
@@ -271,7 +323,7 @@ std::vector<RolloutRow> Store::rollouts() {
         while (wq.executeStep()) {
             WaveRow w;
             w.name = wq.getColumn(0).getString();
-            w.state = wq.getColumn(1).getString();
+            w.state = stored(parse_wave_state, wq.getColumn(1).getString(), "wave of rollout " + r.id);
             w.approved = wq.getColumn(2).getInt() != 0;
             w.opened_at = opt_time(wq.getColumn(3));
             w.soak_until = opt_time(wq.getColumn(4));
@@ -293,7 +345,7 @@ MemberRow read_member(SQLite::Statement& q) {
     m.rollout = q.getColumn(0).getString();
     m.device = q.getColumn(1).getString();
     m.wave = static_cast<std::size_t>(q.getColumn(2).getInt64());
-    m.state = q.getColumn(3).getString();
+    m.state = stored(parse_member_state, q.getColumn(3).getString(), "member " + m.device + " of " + m.rollout);
     m.stage = q.getColumn(4).getString();
     m.progress = q.getColumn(5).getInt();
     m.error = q.getColumn(6).getString();

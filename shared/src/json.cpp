@@ -1,5 +1,8 @@
 #include "ota/json.hpp"
 
+#include <algorithm>
+#include <limits>
+
 namespace ota {
 namespace {
 bool is_non_negative_integer(const nlohmann::json& v) {
@@ -7,21 +10,125 @@ bool is_non_negative_integer(const nlohmann::json& v) {
 }
 }  // namespace
 
+namespace {
+// Length of the valid UTF-8 sequence starting at s[i] (1-4), or 0 when it is not one (overlong
+// forms, surrogates and code points above U+10FFFF are invalid, as RFC 3629 says).
+std::size_t utf8_sequence(std::string_view s, std::size_t i) {
+    const auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+    const unsigned c = b(i);
+    if (c < 0x80) return 1;
+    std::size_t n = 0;
+    unsigned lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) n = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else return 0;
+    if (i + n > s.size()) return 0;
+    if (b(i + 1) < lo || b(i + 1) > hi) return 0;
+    for (std::size_t k = 2; k < n; ++k)
+        if (b(i + k) < 0x80 || b(i + k) > 0xBF) return 0;
+    return n;
+}
+
+void append_hex(std::string& out, unsigned char c) {
+    static constexpr char digits[] = "0123456789abcdef";
+    out += "\\x";
+    out += digits[c >> 4];
+    out += digits[c & 0xF];
+}
+}  // namespace
+
+std::string printable(std::string_view text, std::size_t max) {
+    std::string out;
+    const auto end = std::min(text.size(), max);
+    out.reserve(end + 8);
+    for (std::size_t i = 0; i < end;) {
+        const auto c = static_cast<unsigned char>(text[i]);
+        const auto n = utf8_sequence(text, i);
+        if (n == 0) {
+            append_hex(out, c);
+            ++i;
+        } else if (n == 1 && (c < 0x20 || c == 0x7F)) {
+            if (c == '\n') out += "\\n";
+            else if (c == '\t') out += "\\t";
+            else append_hex(out, c);
+            ++i;
+        } else {
+            out.append(text.substr(i, n));
+            i += n;
+        }
+    }
+    if (text.size() > max) out += "...";
+    return out;
+}
+
 Expected<nlohmann::json> parse_json(std::string_view text, std::string_view what) {
+    // Depth first, without recursion: nlohmann parses recursively, so a deeply nested input
+    // would exhaust the stack before any exception could be thrown.
+    std::size_t depth = 0;
+    bool in_string = false, escaped = false;
+    for (const char c : text) {
+        if (in_string) {
+            if (escaped) escaped = false;
+            else if (c == '\\') escaped = true;
+            else if (c == '"') in_string = false;
+        } else if (c == '"') in_string = true;
+        else if (c == '[' || c == '{') {
+            if (++depth > max_json_depth)
+                return fail(ErrorCode::json_invalid, printable(what) + ": malformed JSON: nested deeper than " +
+                                                         std::to_string(max_json_depth) + " levels");
+        } else if ((c == ']' || c == '}') && depth > 0) --depth;
+    }
     try {
         return nlohmann::json::parse(text);
-    } catch (const nlohmann::json::parse_error& e) {
-        // e.what() is "[json.exception.parse_error.101] parse error at line 1, column 5: ..."
+    } catch (const nlohmann::json::exception& e) {
+        // e.what() is "[json.exception.parse_error.101] parse error at line 1, column 5: ...",
+        // or out_of_range.406 for a number that overflows a double; either may quote input bytes.
         std::string msg = e.what();
         if (const auto pos = msg.find("] "); pos != std::string::npos) msg = msg.substr(pos + 2);
-        return fail(ErrorCode::json_invalid, std::string(what) + ": malformed JSON: " + msg);
+        return fail(ErrorCode::json_invalid, printable(what) + ": malformed JSON: " + printable(msg));
     }
 }
 
+const nlohmann::json* field(const nlohmann::json& value, std::string_view key) {
+    if (!value.is_object()) return nullptr;
+    const auto it = value.find(key);
+    return it == value.end() ? nullptr : &*it;
+}
+
+std::string str_or(const nlohmann::json& value, std::string_view key, std::string fallback) {
+    const auto* v = field(value, key);
+    return v && v->is_string() ? v->get<std::string>() : fallback;
+}
+
+std::optional<std::int64_t> int_field(const nlohmann::json& value, std::string_view key) {
+    const auto* v = field(value, key);
+    if (!v) return std::nullopt;
+    if (v->is_number_unsigned()) {
+        const auto u = v->get<std::uint64_t>();
+        if (u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) return std::nullopt;
+        return static_cast<std::int64_t>(u);
+    }
+    if (v->is_number_integer()) return v->get<std::int64_t>();
+    return std::nullopt;
+}
+
+std::optional<bool> bool_field(const nlohmann::json& value, std::string_view key) {
+    const auto* v = field(value, key);
+    if (!v || !v->is_boolean()) return std::nullopt;
+    return v->get<bool>();
+}
+
 std::string brief(const nlohmann::json& value) {
-    std::string s = value.dump();
+    std::string s = value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     if (s.size() > 40) s = s.substr(0, 37) + "...";
-    return s;
+    return printable(s);
 }
 
 ObjectReader::ObjectReader(const nlohmann::json& object, std::string path, ErrorCode code)

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ota/json.hpp"
 #include "ota/time.hpp"
 
 namespace ota::log {
@@ -43,7 +44,17 @@ void apply_pattern() {
 }
 
 bool needs_quotes(std::string_view v) {
-    return v.empty() || v.find_first_of(" \"=\t\n") != std::string_view::npos;
+    if (v.empty() || v.find_first_of(" \"=\\") != std::string_view::npos) return true;
+    for (const char c : v)
+        if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7F) return true;
+    return false;
+}
+
+// A value for a plain line: as it is when it is a plain token, else a JSON string; bytes that are
+// not UTF-8 become \xNN (never an exception: the text may come from any device).
+std::string plain_value(std::string_view v) {
+    if (!needs_quotes(v)) return std::string(v);
+    return nlohmann::json(printable(v, 4096)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace
@@ -80,16 +91,16 @@ std::string render(Format format, Level level, std::string_view module, std::str
         j["ts"] = ts;
         j["level"] = name(level);
         j["module"] = module;
-        j["msg"] = msg;
-        for (const auto& [k, v] : fields) j[std::string(k)] = v;
+        j["msg"] = printable(msg, 4096);
+        for (const auto& [k, v] : fields) j[std::string(k)] = printable(v, 4096);
         return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     }
-    std::string line = std::string(name(level)) + " [" + std::string(module) + "] " + std::string(msg);
+    std::string line = std::string(name(level)) + " [" + std::string(module) + "] " + printable(msg, 4096);
     for (const auto& [k, v] : fields) {
         line += ' ';
         line += k;
         line += '=';
-        line += needs_quotes(v) ? nlohmann::json(v).dump() : v;
+        line += plain_value(v);
     }
     return line;
 }
@@ -105,6 +116,23 @@ void Logger::write(Level level, std::string_view msg, Fields fields) const {
         case Level::warn: sink().warn(line); break;
         case Level::error: sink().error(line); break;
     }
+}
+
+bool Limiter::allow(std::string_view key, std::chrono::nanoseconds now, std::uint64_t& suppressed) {
+    suppressed = 0;
+    auto it = keys_.find(key);
+    if (it == keys_.end()) it = keys_.try_emplace(keys_.size() < max_keys_ ? std::string(key) : std::string("*")).first;
+    auto& w = it->second;
+    if (w.written == 0 || now - w.start >= window_) {
+        suppressed = w.held;
+        w = Window{now, 0, 0};
+    }
+    if (w.written < burst_) {
+        ++w.written;
+        return true;
+    }
+    ++w.held;
+    return false;
 }
 
 }  // namespace ota::log

@@ -87,6 +87,8 @@ protected:
 
     void start_controller(const json& cfg) {
         kit::write_file(dir / "controller.json", cfg.dump(2));
+        // A restart writes a log of its own: "controller running" must be this start's.
+        if (fs::exists(dir / "controller.log")) fs::rename(dir / "controller.log", dir / "controller.log.1");
         controller = std::make_unique<kit::Process>(
             std::vector<std::string>{OTA_CONTROLLER_BIN, "--config", (dir / "controller.json").string()},
             dir / "controller.log");

@@ -8,6 +8,7 @@
 #include "kit.hpp"
 #include "ota/crypto.hpp"
 #include "ota/file_crypto.hpp"
+#include "ota/keyset.hpp"
 #include "ota/manifest.hpp"
 
 namespace kit = ota::testkit;
@@ -249,4 +250,60 @@ TEST_F(PublisherCli, EncryptKeyNeedsItsIdAndCopyTo) {
     auto r3 = kit::run(bad);
     expect_one_line_error(r3, "key_invalid: --encrypt-key: " + (dir->path() / "bad.key").string());
     EXPECT_FALSE(fs::exists(dir->path() / "www" / "models" / "model-2026-03-10.trt"));
+}
+
+// The keyset commands as an operator of the root key runs them: nothing unsigned or signed by
+// another key is published; a signed keyset is retained where every device can read it and
+// verifies against the root devices hold; a device cannot replace it.
+TEST_F(PublisherCli, KeysetIsSignedByTheRootPublishedRetainedAndReadableByDevices) {
+    const auto d = dir->path();
+    const auto ks = (d / "keyset.json").string();
+    auto run = [](std::vector<std::string> a) {
+        a.insert(a.begin(), OTA_PUBLISH_BIN);
+        return kit::run(a, 20s);
+    };
+    ASSERT_EQ(run({"keygen", "--out", (d / "root").string()}).exit_code, 0);
+    ASSERT_EQ(run({"keygen", "--out", (d / "release2").string()}).exit_code, 0);
+    auto created = run({"keyset", "create", "--out", ks, "--root-pub", (d / "root.pub").string(), "--key",
+                        (d / "release.pub").string(), "--expires-in-days", "30"});
+    ASSERT_EQ(created.exit_code, 0) << created.err;
+    EXPECT_NE(created.out.find("version 1"), std::string::npos) << created.out;
+    const std::vector<std::string> broker_args{"--broker", broker->url(), "--cafile", pki.ca().string(),
+                                               "--cert", pki.cert("ci").string(), "--key", pki.key("ci").string(),
+                                               "--timeout", "5"};
+    auto publish = [&] {
+        std::vector<std::string> a{"keyset", "publish", ks};
+        a.insert(a.end(), broker_args.begin(), broker_args.end());
+        return run(a);
+    };
+    auto retained_keyset = [&](const std::string& who) {
+        auto got = kit::mosquitto_sub(*broker, pki, who, "ota/v1/keyset", 1, 1500ms).messages;
+        return got.empty() ? std::string() : got.front().second;
+    };
+    // unsigned, or signed by a release key: refused before connecting, nothing retained
+    expect_one_line_error(publish(), "signature_invalid");
+    expect_one_line_error(run({"keyset", "sign", ks, "--root-key", (d / "release.key").string()}), "unknown_key");
+    EXPECT_EQ(retained_keyset("operator"), "");
+    // signed by the root: verified and published
+    ASSERT_EQ(run({"keyset", "sign", ks, "--root-key", (d / "root.key").string()}).exit_code, 0);
+    auto verified = run({"keyset", "verify", ks, "--root-pub", (d / "root.pub").string()});
+    EXPECT_EQ(verified.exit_code, 0) << verified.err;
+    auto p = publish();
+    ASSERT_EQ(p.exit_code, 0) << p.err;
+    EXPECT_NE(p.out.find("ota/v1/keyset"), std::string::npos) << p.out;
+    const auto seen = retained_keyset("device-001");
+    auto doc = ota::parse_keyset(seen, "retained keyset");
+    ASSERT_TRUE(doc) << doc.error().describe();
+    EXPECT_TRUE(ota::verify_keyset(*doc, *ota::crypto::PublicKey::load(d / "root.pub"), "keyset"));
+    ASSERT_EQ(doc->keyset.keys.size(), 1u);
+    EXPECT_EQ(doc->keyset.keys[0].key.key_id(), ota::crypto::PublicKey::load(d / "release.pub")->key_id());
+    // an edit makes a new unsigned version, which is not published until the root signs it
+    auto added = run({"keyset", "add", ks, "--pubkey", (d / "release2.pub").string()});
+    ASSERT_EQ(added.exit_code, 0) << added.err;
+    EXPECT_NE(added.out.find("version 2"), std::string::npos) << added.out;
+    expect_one_line_error(publish(), "signature_invalid");
+    EXPECT_EQ(retained_keyset("operator"), seen);
+    // a device cannot replace the keyset (the ACL drops its publish)
+    (void)kit::mosquitto_pub(*broker, pki, "device-001", "ota/v1/keyset", "{}", true);
+    EXPECT_EQ(retained_keyset("operator"), seen);
 }

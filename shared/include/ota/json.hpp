@@ -4,6 +4,7 @@
 // and checks error() once at the end.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -19,7 +20,24 @@
 namespace ota {
 
 // Parse bytes as JSON; the error names `what` (e.g. "release on ota/v1/releases/x/stable").
+// Never throws: every input (numbers that overflow a double, invalid UTF-8, nesting deeper than
+// max_json_depth) is an ErrorCode::json_invalid whose message is printable (bytes of the input
+// that are not UTF-8 appear as \xNN).
+inline constexpr std::size_t max_json_depth = 64;
 [[nodiscard]] Expected<nlohmann::json> parse_json(std::string_view text, std::string_view what);
+
+// Fields of an untrusted JSON value, read without throwing: the fallback (or nullopt) when `value`
+// is not an object, the key is absent, or its value has another type. A number outside the
+// target's range is absent too (never wrapped or truncated).
+[[nodiscard]] std::string str_or(const nlohmann::json& value, std::string_view key, std::string fallback = {});
+[[nodiscard]] std::optional<std::int64_t> int_field(const nlohmann::json& value, std::string_view key);
+[[nodiscard]] std::optional<bool> bool_field(const nlohmann::json& value, std::string_view key);
+[[nodiscard]] const nlohmann::json* field(const nlohmann::json& value, std::string_view key);
+
+// `text` as valid UTF-8 for a log line or an error message: each byte that is not part of a valid
+// UTF-8 sequence becomes \xNN, control characters become \n, \t, \xNN; at most `max` bytes of
+// the input are kept ("..." marks the cut).
+[[nodiscard]] std::string printable(std::string_view text, std::size_t max = 512);
 
 class ObjectReader {
 public:

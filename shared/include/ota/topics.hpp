@@ -39,10 +39,11 @@ public:
     [[nodiscard]] std::string alert(std::string_view rollout_id) const;
     [[nodiscard]] std::string control_request() const;
     [[nodiscard]] std::string control_reply(std::string_view client) const;
+    [[nodiscard]] std::string keyset() const;  // <prefix>/keyset: the root-signed release keys (retained)
 
     // The parts of a topic under the prefix, for routing incoming messages.
     enum class Kind { release, wave, assignment, cmd, status, inventory, online, rollout, alert,
-                      control_request, control_reply };
+                      control_request, control_reply, keyset };
     struct Parsed {
         Kind kind;
         std::string a;  // component | fleet | device | rollout id | client
