@@ -122,7 +122,15 @@ int main(int argc, char** argv) {
         rollout += "o0 {\"online\":true,\"agent_version\":\"0.1.0\"}\n";
         rollout += status(0, 1, "downloading") + status(0, 2, "succeeded") + "t0 61\n";
         rollout += status(1, 1, "failed") + status(2, 1, "succeeded") + status(3, 5, "rolled_back") + status(3, 4, "succeeded");
-        rollout += "t0 3600\n";
+        rollout += "t0 3600\nL0\n" + status(4, 1, "succeeded") + "t0 86400\nL0\n";
+        rollout += "x0 ota/v1/devices/device-5/status/app/extra {\"seq\":1}\n";
+        {
+            auto model = base("model", "2026-03-10", ota::VersionScheme::date);
+            rollout += "i7 {\"platform\":\"linux/arm64\",\"labels\":{\"ring\":\"early\"},\"components\":{\"model\":\"2026-01-01\"}}\n";
+            rollout += "R7 " + ota::make_envelope(model, ota::fuzz::test_key()) + "\n";
+            rollout += "S7 {\"seq\":1,\"stage\":\"failed\",\"rollout\":\"plant-b.model.2026-03-10\",\"error\":{\"code\":\"hash_mismatch\",\"message\":\"x\"}}\n";
+            rollout += "t7 600\nL7\n";
+        }
         ok = write(dir / "corpus/controller_message/rollout-and-status.txt", rollout) && ok;
         std::string control = "i0 " + inv + "\nr0 " + env + "\n";
         control += "c0 {\"id\":\"1\",\"reply_to\":\"ota/v1/control/reply/x\",\"actor\":\"alice\",\"cmd\":\"pause\",\"rollout\":\"plant-a.app.1.1.0\"}\n";
