@@ -87,7 +87,7 @@ TYPED_TEST(ExpectedCompat, ArrowEmplaceAndAssignment) {
     s = std::string("back");
     ASSERT_TRUE(s);
     EXPECT_EQ(*s, "back");
-    s.emplace(3, 'z');
+    s.emplace(std::string(3, 'z'));
     EXPECT_EQ(*s, "zzz");
     std::string moved = *std::move(s);
     EXPECT_EQ(moved, "zzz");
