@@ -76,6 +76,7 @@ void ProgressReporter::update(std::uint64_t bytes) {
 Outcome Transfer::run(CURL* h, std::chrono::milliseconds deadline) {
     headers_ = ResponseHeaders{};
     judged_ = false;
+    object_changed_ = false;
     abort_.reset();
     range_from_ = 0;
     errbuf_[0] = '\0';
@@ -231,6 +232,8 @@ bool Transfer::judge() {
     const std::string where = req_.url + ": HTTP " + std::to_string(status);
     if (status == 200) {
         if (part_.size() > 0) {  // Range ignored, or If-Range says the object changed
+            // Other validators: another object. The same ones: a server that ignores Range.
+            object_changed_ = headers_.etag != sidecar_.etag || headers_.last_modified != sidecar_.last_modified;
             if (auto t = part_.truncate(); !t) return stop(Next::give_up, t.error());
             ++result_.restarts_from_zero;
             progress_.restarted();
@@ -255,6 +258,7 @@ bool Transfer::judge() {
         const bool other_object = !headers_.etag.empty() && !sidecar_.etag.empty() && headers_.etag != sidecar_.etag;
         if (cr->first != range_from_ || other_object) {
             // Not the continuation of our bytes: start over rather than join two objects.
+            object_changed_ = other_object;
             if (auto t = part_.truncate(); !t) return stop(Next::give_up, t.error());
             ++result_.restarts_from_zero;
             progress_.restarted();
@@ -266,6 +270,7 @@ bool Transfer::judge() {
         return remember_validators();
     }
     if (status == 416) {  // the partial file is longer than the object: start over
+        object_changed_ = true;
         if (auto t = part_.truncate(); !t) return stop(Next::give_up, t.error());
         ++result_.restarts_from_zero;
         progress_.restarted();

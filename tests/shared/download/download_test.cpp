@@ -6,6 +6,8 @@
 #include <signal.h>
 
 #include <atomic>
+#include <cstring>
+#include <optional>
 #include <filesystem>
 #include <random>
 #include <string>
@@ -576,6 +578,29 @@ TEST_F(DownloadTest, AServerIgnoringRangeOnALinkThatDropsGivesUpInsteadOfLooping
     EXPECT_EQ(logged("norange/flapping.bin", "200", 4), 4) << server->access_log();
 }
 
+TEST_F(DownloadTest, AnObjectReplacedSinceThePartialCompletesOnALinkThatDrops) {
+    // The partial file (1.5 MiB of the old object) is discarded by the first answer (200: If-Range
+    // sees a new ETag); from then on progress counts from zero, not from the old 1.5 MiB, so the
+    // attempts that rebuild the first 1.5 MiB of the new object do not use up the budget.
+    const auto old_content = random_bytes(2 * MiB, 28);
+    publish("models/changed-flap.bin", old_content);
+    const auto old_etag = etag("models/changed-flap.bin");
+    const auto content = random_bytes(2 * MiB + 17, 29);
+    publish("models/changed-flap.bin", content);
+    fs::last_write_time(server->root() / "models/changed-flap.bin", fs::file_time_type::clock::now() + 10s);
+    ASSERT_NE(etag("models/changed-flap.bin"), old_etag);
+    kit::TcpRelay relay({.upstream_port = server->port(), .cut_after = 256 * KiB});
+    auto r = request("models/changed-flap.bin", content, dest());
+    r.url = via(relay, "models/changed-flap.bin");
+    r.max_attempts = 3;
+    leave_partial(r, old_content.substr(0, 1536 * KiB), old_etag);
+    const auto res = dl::fetch(r);
+    ASSERT_TRUE(res) << res.error().describe();
+    EXPECT_EQ(kit::read_file(dest()), content);
+    EXPECT_EQ(res->restarts_from_zero, 1);
+    EXPECT_GE(res->attempts, 8);
+}
+
 TEST_F(DownloadTest, TheTotalDeadlineEndsACallWhoseAttemptsKeepAdvancing) {
     const auto content = random_bytes(2 * MiB, 24);  // 200 KiB/s: ~10 s, far beyond the deadline
     publish("slow/total.bin", content);
@@ -613,6 +638,32 @@ TEST_F(DownloadTest, ABlackholedConnectionIsLeftAfterTheStallWindowAndTheNextOne
     EXPECT_EQ(res->restarts_from_zero, 0);
     EXPECT_EQ(res->bytes_transferred, content.size());  // the second attempt resumed, nothing twice
     EXPECT_EQ(logged("models/blackhole.bin", "206", 1), 1) << server->access_log();
+}
+
+TEST_F(DownloadTest, TheTransfersConnectionProbesWithTcpKeepaliveAfterAFewIdleSeconds) {
+    // A connection whose NAT mapping is gone only fails when something is sent on it: keepalive
+    // probes do that while the download waits. The relay blackholes the connection (its kernel
+    // still ACKs, so the probes succeed here); `ss` shows the socket's keepalive timer.
+    const auto content = random_bytes(2 * MiB, 27);
+    publish("models/keepalive.bin", content);
+    kit::TcpRelay relay({.upstream_port = server->port(), .blackhole_after = 256 * KiB});
+    auto r = request("models/keepalive.bin", content, dest());
+    kit::Process child({OTA_DOWNLOAD_TOOL, "--url", via(relay, "models/keepalive.bin"), "--dest", dest().string(), "--size",
+                        std::to_string(r.expected_size), "--sha256", r.expected_sha256, "--cafile", r.cafile,
+                        "--stall-timeout", "60", "--low-speed-time", "60"},
+                       tmp / "child.log");
+    ASSERT_TRUE(kit::wait_until([&] { return relay.blackholed() == 1; }, 10s)) << child.log();
+    std::string sockets;
+    const auto timer = [&]() -> std::optional<double> {
+        sockets = kit::run({"ss", "-tnoH", "state", "established", "( dport = :" + std::to_string(relay.port()) + " )"}, 5s).out;
+        const auto pos = sockets.find("timer:(keepalive,");
+        if (pos == std::string::npos) return std::nullopt;
+        return std::strtod(sockets.c_str() + pos + std::strlen("timer:(keepalive,"), nullptr);
+    };
+    ASSERT_TRUE(kit::wait_until([&] { return timer().has_value(); }, 5s, 100ms)) << "no keepalive timer:\n" << sockets;
+    const auto t = timer();
+    ASSERT_TRUE(t) << sockets;
+    EXPECT_LE(*t, 5.0) << sockets;  // keepalive_idle: 5 s (then every 2 s)
 }
 
 TEST_F(DownloadTest, BytesReceivedReachTheDiskWithinASecondWhenTheLinkGoesQuietSoAKillLosesLittle) {

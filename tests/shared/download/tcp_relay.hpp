@@ -5,7 +5,8 @@
 //     that drops every N bytes;
 //   - blackhole it after `blackhole_after` bytes: stop forwarding and reading in both directions
 //     but keep both sockets open, like a NAT gateway that lost its mapping (no RST, no FIN).
-//     Later connections are forwarded normally (the gateway maps them afresh).
+//     Later connections are forwarded normally (the gateway maps them afresh). blackhole_current()
+//     does the same at once to every connection open at that moment.
 // Counts connections and the bytes sent to the client. One thread per connection, poll() with a
 // short timeout so the destructor can stop them; everything is bound to 127.0.0.1.
 #pragma once
@@ -65,6 +66,9 @@ public:
     TcpRelay(const TcpRelay&) = delete;
     TcpRelay& operator=(const TcpRelay&) = delete;
 
+    // Every connection open now goes silent (as above); later ones are forwarded.
+    void blackhole_current() { hold_below_ = connections_.load(); }
+
     [[nodiscard]] int port() const { return port_; }
     [[nodiscard]] int connections() const { return connections_.load(); }
     [[nodiscard]] int blackholed() const { return blackholed_.load(); }
@@ -99,6 +103,10 @@ private:
         bool holding = false;
         char buf[16384];
         while (!stop_) {
+            if (!holding && index < hold_below_.load()) {
+                holding = true;
+                ++blackholed_;
+            }
             if (holding) {  // a dead mapping: nothing moves, nothing is closed
                 std::this_thread::sleep_for(std::chrono::milliseconds(50));
                 continue;
@@ -144,6 +152,7 @@ private:
     std::atomic<bool> stop_{false};
     std::atomic<int> connections_{0};
     std::atomic<int> blackholed_{0};
+    std::atomic<int> hold_below_{0};
     std::atomic<std::uint64_t> to_client_{0};
     std::mutex mu_;
     std::vector<std::thread> threads_;
