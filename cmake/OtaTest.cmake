@@ -17,8 +17,14 @@ function(ota_add_test name)
   target_compile_definitions(${name} PRIVATE
     OTA_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
     OTA_BINARY_DIR="${PROJECT_BINARY_DIR}")
+  set(props LABELS ${T_LABEL} TIMEOUT ${T_TIMEOUT})
+  if(OTA_SANITIZER_TESTS_SLOWER)
+    # Sanitized builds (cmake/OtaSanitize.cmake) run 2-5x slower: more time before CTest kills one.
+    math(EXPR T_TIMEOUT "${T_TIMEOUT} * 3")
+    set(props LABELS ${T_LABEL} TIMEOUT ${T_TIMEOUT})
+  endif()
   gtest_discover_tests(${name}
     TEST_PREFIX "${name}."
-    DISCOVERY_TIMEOUT 30
-    PROPERTIES LABELS ${T_LABEL} TIMEOUT ${T_TIMEOUT})
+    DISCOVERY_TIMEOUT 60
+    PROPERTIES ${props})
 endfunction()

@@ -2,7 +2,19 @@
 # Sourced, not run.
 
 OTA_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-OTA_BUILD_DIR="${OTA_BUILD_DIR:-$OTA_ROOT/build}"
+# OTA_SANITIZE=address,undefined (or thread) builds with sanitizers into its own dir, so the normal
+# build is not rebuilt: build-asan (address and/or undefined) or build-tsan (thread).
+OTA_SANITIZE="${OTA_SANITIZE:-}"
+ota_default_build_dir() {
+  case "$OTA_SANITIZE" in
+    "") echo "$OTA_ROOT/build" ;;
+    *thread*) echo "$OTA_ROOT/build-tsan" ;;
+    *) echo "$OTA_ROOT/build-asan" ;;
+  esac
+}
+OTA_BUILD_DIR="${OTA_BUILD_DIR:-$(ota_default_build_dir)}"
+# Their runtime options (UBSan fatal, leak checks...) are compiled into every executable
+# (cmake/sanitizer_defaults.cpp.in); ASAN_OPTIONS / UBSAN_OPTIONS / TSAN_OPTIONS override single options.
 
 # Debian 12 packages the build, the tests and the demo need.
 OTA_PACKAGES=(
@@ -18,6 +30,9 @@ OTA_PACKAGES=(
   # container tests (label `container`): rootful Podman serving the Docker API, docker-compose v1
   podman runc buildah busybox-static docker-compose docker.io
 )
+
+# Parallel jobs: the cores, at most 2 (the machine is shared; OTA_JOBS overrides).
+ota_jobs() { local n; n="$(nproc)"; [ "$n" -gt 2 ] && n=2; echo "${OTA_JOBS:-$n}"; }
 
 ota_log() { printf '[%s] %s\n' "$(basename "$0")" "$*" >&2; }
 
@@ -61,8 +76,8 @@ ota_build() {
     extra+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
   fi
   cmake -S "$OTA_ROOT" -B "$OTA_BUILD_DIR" -DOTA_WERROR="$werror" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    "${extra[@]}" >/dev/null
-  cmake --build "$OTA_BUILD_DIR" -j"$(nproc)" "${targets[@]}"
+    -DOTA_SANITIZE="$OTA_SANITIZE" "${extra[@]}" >/dev/null
+  cmake --build "$OTA_BUILD_DIR" -j"$(ota_jobs)" "${targets[@]}"
 }
 
 # Raise the open-file limit to the hard limit (brokers and fleets need many descriptors).

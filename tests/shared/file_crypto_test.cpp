@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <filesystem>
 
 #include "ota/crypto.hpp"
@@ -27,7 +28,7 @@ protected:
 
 TEST_F(FileCrypto, RoundTripOfEmptyShortAndMultiChunkFiles) {
     std::string big;
-    for (int i = 0; big.size() < 3 * 1024 * 1024 + 17; ++i) big += std::to_string(i * 7919) + ";";
+    for (std::uint64_t i = 0; big.size() < 3 * 1024 * 1024 + 17; ++i) big += std::to_string(i * 7919) + ";";
     for (const std::string& content : {std::string(), std::string("short"), big}) {
         write(dir / "in", content);
         auto p = encrypt_file(dir / "in", dir / "enc", key);

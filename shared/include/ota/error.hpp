@@ -8,6 +8,8 @@
 #include <string_view>
 #include <utility>
 
+#include "ota/expected_compat.hpp"  // std::expected where the library hides it (clang 14)
+
 namespace ota {
 
 enum class ErrorCode {
