@@ -27,6 +27,10 @@ OTA_PACKAGES=(
   # ota-fleet-sim (and the controller tests' simulated devices): libmosquitto clients
   libmosquitto-dev
   mosquitto mosquitto-clients nginx-light
+  # network tests (label `net`: namespaces, veth, NAT, rate limits, loss) and `ss` in the download tests
+  iproute2 iptables
+  # libFuzzer targets (scripts/fuzz): clang 14 with its fuzzer, ASan and UBSan runtimes
+  clang-14 libclang-rt-14-dev
   # container tests (label `container`): rootful Podman serving the Docker API, docker-compose v1
   podman runc buildah busybox-static docker-compose docker.io
 )

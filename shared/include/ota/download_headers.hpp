@@ -34,7 +34,7 @@ struct ContentRange {
 // A decimal number of at most 20 digits that fits in 64 bits, nothing else around it.
 [[nodiscard]] std::optional<std::uint64_t> parse_u64(std::string_view text) noexcept;
 
-// Leading and trailing blanks (and CR/LF) removed.
+// Leading spaces and tabs, and trailing spaces, tabs, CR and LF, removed (a header value as libcurl hands it over).
 [[nodiscard]] std::string_view trim(std::string_view text) noexcept;
 
 // True for a validator usable in If-Range and in the sidecar: 1..256 printable ASCII bytes.

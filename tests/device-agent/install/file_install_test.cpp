@@ -169,7 +169,7 @@ protected:
     void SetUp() override {
         fs::create_directories(keys);
         kit::write_file(keys / "fleet-2026.key", key);
-        for (int i = 0; plaintext.size() < 3 * 1024 * 1024 + 17; ++i) plaintext += std::to_string(i * 7919) + ";";
+        for (std::uint64_t i = 0; plaintext.size() < 3 * 1024 * 1024 + 17; ++i) plaintext += std::to_string(i * 7919) + ";";
     }
     Job encrypted_job(const std::string& v) {
         auto j = job(v, plaintext);
