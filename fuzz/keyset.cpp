@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fuzz_common.hpp"
+#include "ota/json.hpp"
 #include "ota/keyset.hpp"
 
 namespace {
