@@ -130,7 +130,8 @@ std::optional<Sidecar> read_sidecar(const fs::path& path) {
     return s;
 }
 
-// files.hpp reports every failure as io_error; a full disk while writing the sidecar is disk_full.
+// A full disk while writing the sidecar is disk_full (files.hpp says so itself since the iofault
+// sweeps, docs/testing-faults.md; this stays for the message-only case).
 Error sidecar_error(const Error& e) {
     if (e.message.find(errno_text(ENOSPC)) != std::string::npos ||
         e.message.find(errno_text(EDQUOT)) != std::string::npos)
@@ -825,9 +826,11 @@ Expected<Result> fetch(const Request& req) {
         return fail(ErrorCode::size_mismatch, req.url + ": " + std::to_string(part.size()) +
                                                   " bytes received, the declared size is " + std::to_string(req.expected_size));
     }
-    if (::rename(part_file.c_str(), req.dest.c_str()) != 0)
-        return fail(ErrorCode::io_error, "cannot rename " + part_file.string() + " to " + req.dest.string() + ": " +
-                                             errno_text(errno));
+    if (::rename(part_file.c_str(), req.dest.c_str()) != 0) {
+        const int err = errno;
+        return fail(err == ENOSPC || err == EDQUOT ? ErrorCode::disk_full : ErrorCode::io_error,
+                    "cannot rename " + part_file.string() + " to " + req.dest.string() + ": " + errno_text(err));
+    }
     remove_quietly(side_file);
     if (auto s = fsync_dir(dir); !s) return std::unexpected(s.error());
 
