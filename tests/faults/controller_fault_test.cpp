@@ -72,7 +72,13 @@ protected:
         }, 20s);
         if (!controller->running()) return;
         publish_release("app", "1.1.0");
-        kit::wait_until([&] { return !controller->running() || state(R1).value("state", "") == "completed"; }, 60s, 200ms);
+        kit::wait_until([&] { return !controller->running() || rollout_state() == "completed"; }, 60s, 200ms);
+    }
+
+    // The retained state of R1 ("" if none yet).
+    std::string rollout_state() const {
+        const auto s = state(R1);
+        return s.is_object() ? s.value("state", "") : "";
     }
 
     // The stage each device's retained status for R1 says.
@@ -95,7 +101,7 @@ protected:
         fresh_world();
         ASSERT_TRUE(launch(rollout_config(), env)) << controller->log();
         drive_rollout();
-        ASSERT_EQ(state(R1).value("state", ""), "completed") << controller->log();
+        ASSERT_EQ(rollout_state(), "completed") << controller->log();
         ASSERT_EQ(controller->stop(), 0);
         const auto clean_calls = faults::read_calls(calls_log());
         std::cout << "[ sweep    ] " << op << " on the controller database: " << clean_calls.size()
@@ -116,15 +122,22 @@ protected:
             if (started) drive_rollout();
             const bool reached = faults::failed_at(faults::read_calls(calls_log()), n);
             std::string outcome;
-            if (!reached) {
-                // This run made fewer calls than the clean one (batches vary with timing).
-                EXPECT_TRUE(controller->running()) << controller->log();
-                outcome = "not reached";
+            if (controller->running()) {
+                // Not reached (this run made fewer calls than the clean one: batches vary with
+                // timing), or absorbed by SQLite (it ignores a failed fsync of the directory and
+                // of an automatic checkpoint): it goes on and the rollout completes.
+                EXPECT_EQ(rollout_state(), "completed") << controller->log();
+                // Stopped still under the shim: the checkpoint at close may meet the fault.
+                const int code = controller->stop();
+                const bool at_stop = !reached && faults::failed_at(faults::read_calls(calls_log()), n);
+                EXPECT_TRUE(code == 0 || code == 1) << "stopped with " << code << "\n" << controller->log();
+                outcome = reached ? "absorbed by SQLite, completed"
+                          : at_stop ? "at shutdown (checkpoint), exit " + std::to_string(code)
+                                    : "not reached";
             } else {
+                EXPECT_TRUE(reached) << "exited without a fault\n" << controller->log();
                 ++injected;
                 // A failed write stops it: exit 1, one error line naming the database, no signal.
-                ASSERT_TRUE(kit::wait_until([&] { return !controller->running(); }, 15s))
-                    << "still running after a failed write\n" << controller->log();
                 const int code = controller->stop();
                 EXPECT_EQ(code, 1) << controller->log();
                 const auto log = controller->log();
@@ -135,7 +148,6 @@ protected:
                 outcome = open_failed ? "exit 1 at open" : started ? "exit 1 during the rollout" : "exit 1 at load";
             }
             tally.add(outcome, n);
-            if (controller->running()) controller->stop();
 
             // Restarted without faults on the same database: clean start, the rollout completes.
             ASSERT_TRUE(launch(rollout_config(), {})) << controller->log();
@@ -156,7 +168,7 @@ protected:
             env.erase("OTA_IOFAULT_NTH");
             if (HasFailure() && !std::getenv("OTA_FAULT_KEEP_GOING")) return;
         }
-        EXPECT_GT(injected, 0) << "no fault was injected at all";
+        EXPECT_GT(injected, 0) << "no fault stopped the controller at all";
         std::cout << "[ sweep    ] " << op << "/" << err << " on the controller database: " << tally.describe() << "\n";
     }
 };
