@@ -114,7 +114,9 @@ Expected<AgentConfig> parse_agent_config(const nlohmann::json& json) {
         c.download_cafile = dr.opt_str("cafile").value_or("");
         c.low_speed_limit = dr.opt_u64("low_speed_limit").value_or(c.low_speed_limit);
         c.low_speed_time = seconds_or(dr, "low_speed_time_s", c.low_speed_time);
+        c.download_stall_timeout = seconds_or(dr, "stall_timeout_s", c.download_stall_timeout);
         c.download_deadline = seconds_or(dr, "deadline_s", c.download_deadline);
+        c.download_total_deadline = seconds_or(dr, "total_deadline_s", c.download_total_deadline);
         if (auto a = dr.opt_u64("attempts")) c.download_attempts = static_cast<int>(*a);
         dr.reject_unknown();
         if (!dr.ok()) return std::unexpected(*dr.error());
@@ -174,7 +176,8 @@ nlohmann::ordered_json AgentConfig::to_json() const {
     if (!binary_path.empty()) j["binary_path"] = binary_path.string();
     if (!install_root.empty()) j["install_root"] = install_root.string();
     j["download"] = {{"cafile", download_cafile}, {"low_speed_limit", low_speed_limit},
-                     {"low_speed_time_s", low_speed_time.count()}, {"deadline_s", download_deadline.count()},
+                     {"low_speed_time_s", low_speed_time.count()}, {"stall_timeout_s", download_stall_timeout.count()},
+                     {"deadline_s", download_deadline.count()}, {"total_deadline_s", download_total_deadline.count()},
                      {"attempts", download_attempts}};
     j["auto_update"] = auto_update;
     if (update_window) j["update_window"] = update_window->to_json();

@@ -61,7 +61,9 @@ struct AgentConfig {
     std::string download_cafile;  // CA for the artifact server (default: the system store)
     std::uint64_t low_speed_limit{1024};
     std::chrono::seconds low_speed_time{30};
-    std::chrono::seconds download_deadline{3600};
+    std::chrono::seconds download_stall_timeout{10};   // no byte at all for this long: the attempt ends
+    std::chrono::seconds download_deadline{3600};       // per attempt
+    std::chrono::seconds download_total_deadline{6 * 3600};  // the whole download, all attempts
     int download_attempts{5};
 
     bool auto_update{true};

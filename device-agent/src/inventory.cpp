@@ -71,6 +71,7 @@ std::optional<std::string> newest_tag(const std::string& output, const std::stri
 std::optional<std::string> Inventory::version(const std::string& component, const std::optional<std::string>& recorded) {
     const auto it = config_.components.find(component);
     if (it == config_.components.end()) return recorded;
+    std::lock_guard lock(mu_);
     const auto& src = it->second.source;
     std::error_code ec;
     switch (src.type) {

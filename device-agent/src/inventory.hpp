@@ -1,11 +1,12 @@
 // Installed versions per component, read from each component's version source
 // (docs/agent.md, "Inventory"). Results are cached; the cache is dropped when a scanned
-// directory's modification time changes or after an install (invalidate()).
+// directory's modification time changes or after an install (invalidate()). Thread-safe.
 #pragma once
 
 #include <filesystem>
 #include <chrono>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -20,7 +21,10 @@ public:
     // agent itself last installed (used when the component has no version source).
     [[nodiscard]] std::optional<std::string> version(const std::string& component,
                                                      const std::optional<std::string>& recorded);
-    void invalidate() { cache_.clear(); }
+    void invalidate() {
+        std::lock_guard lock(mu_);
+        cache_.clear();
+    }
 
 private:
     struct Cached {
@@ -29,6 +33,7 @@ private:
         std::chrono::steady_clock::time_point read_at;
     };
     const AgentConfig& config_;
+    std::mutex mu_;  // the agent's thread and the MQTT dispatch thread (inventory at connect) both ask
     std::map<std::string, Cached> cache_;
 };
 

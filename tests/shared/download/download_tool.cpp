@@ -2,8 +2,8 @@
 // for the tests that must kill a download mid-transfer (kill -9) or run it in a mount namespace
 // with a tiny tmpfs (disk full).
 //   ota-download-bench --url URL --dest FILE --size N --sha256 HEX [--cafile F] [--cert F --key F]
-//                      [--low-speed-limit BYTES] [--low-speed-time S] [--deadline S] [--attempts N]
-//                      [--list-dir]
+//                      [--low-speed-limit BYTES] [--low-speed-time S] [--stall-timeout S]
+//                      [--deadline S] [--total-deadline S] [--attempts N] [--list-dir]
 // Success: exit 0 and one line on stdout
 //   ok bytes_transferred=N resumed_from=N attempts=N restarts_from_zero=N seconds=S MBps=R sha256=HEX
 // Failure: exit 1 and "ota-download-bench: <code>: <message>" on stderr. --list-dir prints the
@@ -51,7 +51,9 @@ int main(int argc, char** argv) {
     r.keyfile = opt["key"];
     r.low_speed_limit = num("low-speed-limit", r.low_speed_limit);
     r.low_speed_time = std::chrono::seconds(num("low-speed-time", 30));
+    r.stall_timeout = std::chrono::seconds(num("stall-timeout", 10));
     r.deadline = std::chrono::seconds(num("deadline", 3600));
+    r.total_deadline = std::chrono::seconds(num("total-deadline", 6 * 3600));
     r.max_attempts = static_cast<int>(num("attempts", 5));
     r.backoff_min = std::chrono::milliseconds(50);
     r.backoff_max = std::chrono::milliseconds(500);

@@ -1,0 +1,122 @@
+// Connection handling: what the agent publishes about itself (online, inventory) and the outbox
+// of status reports. on_connected() runs on the MQTT client's dispatch thread at every connect,
+// so `online` and the inventory are published at once, also while an update runs on the agent's
+// thread (docs/protocol.md: "at every connect").
+#include "agent_impl.hpp"
+#include "messages.hpp"
+#include "ota/build_info.hpp"
+#include "ota/time.hpp"
+
+namespace ota::agent {
+
+using namespace std::chrono_literals;
+
+void Agent::Impl::on_connected() {
+    {
+        std::lock_guard lock(presence_mu);
+        ++connects;
+    }
+    log.info("connected", {{"broker", cfg.broker}});
+    nlohmann::ordered_json online{{"online", true}, {"agent_version", build::version}, {"ts", format_utc(now_utc())}};
+    if (auto p = client->publish(topics.online(cfg.device_id), dump_safe(online), 1, true, 5s); !p)
+        log.warn("online not published", {{"error", p.error().message}});
+    publish_inventory();
+    flush();
+}
+
+std::string Agent::Impl::status_payload(const std::string& component, const std::string& version, const std::string& rollout,
+                                        Reported stage, std::optional<int> progress, const std::optional<Error>& error) {
+    nlohmann::ordered_json j;
+    j["device"] = cfg.device_id;
+    j["component"] = component;
+    j["version"] = version;
+    j["rollout"] = rollout;
+    j["stage"] = std::string(to_string(stage));
+    if (progress) j["progress"] = *progress;
+    if (error) j["error"] = {{"code", std::string(to_string(error->code))}, {"message", error->message}};
+    auto seq = store->next_seq();
+    if (!seq) log.error("cannot advance the status sequence", {{"error", seq.error().message}});
+    j["seq"] = seq ? *seq : 0;
+    j["ts"] = format_utc(now_utc());
+    return dump_safe(j);  // an error message quoting input bytes that are not UTF-8 is written replaced
+}
+
+void Agent::Impl::report(const std::string& component, const std::string& version, const std::string& rollout, Reported stage,
+                         std::optional<int> progress, const std::optional<Error>& error) {
+    const auto payload = status_payload(component, version, rollout, stage, progress, error);
+    if (auto q = store->enqueue(topics.status(cfg.device_id, component), payload, true); !q)
+        log.error("cannot queue a status report", {{"error", q.error().message}});
+    statuses[component] = payload;
+    log.info("status", {{"component", component}, {"version", version}, {"stage", std::string(to_string(stage))},
+                        {"progress", progress ? std::to_string(*progress) : ""},
+                        {"error", error ? std::string(to_string(error->code)) : ""}});
+    flush();
+}
+
+// Send queued reports in order while connected; each leaves the outbox once acknowledged. Both
+// threads flush (the dispatch thread at connect): one at a time, so none is sent twice.
+void Agent::Impl::flush() {
+    if (!client || !client->connected()) return;
+    std::lock_guard lock(flush_mu);
+    for (int round = 0; round < 100; ++round) {
+        auto items = store->pending(50);
+        if (!items || items->empty()) return;
+        for (const auto& item : *items) {
+            if (auto p = client->publish(item.topic, item.payload, 1, item.retain, 5s); !p) {
+                log.warn("report not acknowledged; kept in the outbox", {{"error", p.error().message}});
+                return;
+            }
+            if (auto r = store->remove(item.id); !r) return;
+        }
+    }
+}
+
+// The installed versions per component (cached by Inventory; cheap to call often).
+nlohmann::ordered_json Agent::Impl::installed_versions() {
+    auto comps = nlohmann::ordered_json::object();
+    for (const auto& [name, _] : cfg.components) {
+        auto v = inventory.version(name, recorded_version(name));
+        comps[name] = v ? json(*v) : json(nullptr);
+    }
+    return comps;
+}
+
+void Agent::Impl::publish_inventory() {
+    if (!client || !client->connected()) return;
+    nlohmann::ordered_json j;
+    j["device"] = cfg.device_id;
+    j["agent_version"] = build::version;
+    j["platform"] = cfg.platform;
+    j["labels"] = cfg.labels;
+    j["components"] = installed_versions();
+    j["ts"] = format_utc(now_utc());
+    if (auto p = client->publish(topics.inventory(cfg.device_id), dump_safe(j), 1, true, 5s); !p) {
+        log.warn("inventory not published", {{"error", p.error().message}});
+        return;
+    }
+    std::lock_guard lock(presence_mu);
+    last_inventory = std::chrono::steady_clock::now();
+    published_versions = dump_safe(j["components"]);
+}
+
+// Publish the inventory when the installed versions changed (e.g. a file dropped into a
+// watched directory by hand), checked every few seconds, and every inventory_interval anyway.
+void Agent::Impl::inventory_tick(std::chrono::steady_clock::time_point now) {
+    std::string published;
+    {
+        std::lock_guard lock(presence_mu);
+        if (now - last_inventory <= cfg.inventory_interval) {
+            if (now - last_inventory_check < 5s) return;
+            last_inventory_check = now;
+            published = published_versions;
+        }
+    }
+    if (published.empty() || dump_safe(installed_versions()) != published) publish_inventory();
+}
+
+std::optional<std::string> Agent::Impl::recorded_version(const std::string& component) {
+    auto v = store->get("installed/" + component);
+    return v ? *v : std::nullopt;
+}
+
+}  // namespace ota::agent
