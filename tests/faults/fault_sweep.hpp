@@ -1,5 +1,5 @@
 // Helpers of the fault sweeps: the iofault shim's call log (one line per counted call:
-// "<index> <op> <ok|fail> <pid> <function> <path>"), which N to try, and a tally of outcomes.
+// "<index> <op> <ok|fail> <pid> <function> <path>"), which N to fail, and a tally of outcomes.
 #pragma once
 
 #include <algorithm>
@@ -56,20 +56,6 @@ inline std::string describe(const std::vector<Call>& calls) {
     for (const auto& w : order)
         o << "    " << seen[w].first << " x " << w << " (first #" << seen[w].second << ")\n";
     return o.str();
-}
-
-// Which N of 1..total to fail: all of them up to `limit`, else `limit` spread evenly over the
-// range, first and last included.
-inline std::vector<long> sample(long total, long limit) {
-    std::vector<long> out;
-    if (total <= 0) return out;
-    if (total <= limit) {
-        for (long n = 1; n <= total; ++n) out.push_back(n);
-        return out;
-    }
-    std::set<long> picks;
-    for (long i = 0; i < limit; ++i) picks.insert(1 + (total - 1) * i / (limit - 1));
-    return {picks.begin(), picks.end()};
 }
 
 // The file a call is on, with a temp file's ".tmp.<pid>" suffix dropped (one name across runs).

@@ -74,19 +74,25 @@ static struct {
 static atomic_long counter;
 static atomic_int ready;
 
-static void* next_symbol(const char* name) { return dlsym(RTLD_NEXT, name); }
+/* dlsym returns an object pointer; copying its bytes into the function pointer is the
+ * conversion POSIX promises to work (a cast is not ISO C). */
+#define NEXT(field, name)                                  \
+    do {                                                   \
+        void* sym = dlsym(RTLD_NEXT, name);                \
+        memcpy(&real.field, &sym, sizeof real.field);      \
+    } while (0)
 
 static void resolve(void) {
-    real.write = (write_fn)next_symbol("write");
-    real.pwrite = (pwrite_fn)next_symbol("pwrite");
-    real.pwrite64 = (pwrite64_fn)next_symbol("pwrite64");
-    real.writev = (writev_fn)next_symbol("writev");
-    real.pwritev = (pwritev_fn)next_symbol("pwritev");
-    real.fsync = (fsync_fn)next_symbol("fsync");
-    real.fdatasync = (fsync_fn)next_symbol("fdatasync");
-    real.rename = (rename_fn)next_symbol("rename");
-    real.renameat = (renameat_fn)next_symbol("renameat");
-    real.renameat2 = (renameat2_fn)next_symbol("renameat2");
+    NEXT(write, "write");
+    NEXT(pwrite, "pwrite");
+    NEXT(pwrite64, "pwrite64");
+    NEXT(writev, "writev");
+    NEXT(pwritev, "pwritev");
+    NEXT(fsync, "fsync");
+    NEXT(fdatasync, "fdatasync");
+    NEXT(rename, "rename");
+    NEXT(renameat, "renameat");
+    NEXT(renameat2, "renameat2");
 }
 
 static int parse_errno(const char* s) {
@@ -214,14 +220,13 @@ static void log_line(long index, const char* op, int failed, const char* fn, con
 }
 
 /* Decide for one call: 0 = pass through, 1 = fail it (errno set by the caller). */
-static int decide(int op, const char* opname, const char* fn, const char* path_a, const char* path_b) {
+static int decide(const char* opname, const char* fn, const char* path_a, const char* path_b) {
     const char* shown = path_a;
     if (cfg.path_len) {
         if (under_filter(path_a)) shown = path_a;
         else if (path_b && under_filter(path_b)) shown = path_b;
         else return 0;
     }
-    (void)op;
     long index = atomic_fetch_add(&counter, 1) + 1;
     int failed = cfg.nth > 0 && (index == cfg.nth || (cfg.sticky && index > cfg.nth));
     log_line(index, opname, failed, fn, shown);
@@ -233,7 +238,7 @@ static int fd_call_fails(int op, const char* opname, const char* fn, int fd) {
     char path[PATH_MAX];
     path[0] = '\0';
     if (cfg.path_len || cfg.log_fd >= 0) fd_path(fd, path, sizeof path);
-    return decide(op, opname, fn, path, NULL);
+    return decide(opname, fn, path, NULL);
 }
 
 static int rename_fails(const char* fn, int olddirfd, const char* oldpath, int newdirfd, const char* newpath) {
@@ -241,7 +246,7 @@ static int rename_fails(const char* fn, int olddirfd, const char* oldpath, int n
     char a[PATH_MAX], b[PATH_MAX];
     at_path(olddirfd, oldpath, a, sizeof a);
     at_path(newdirfd, newpath, b, sizeof b);
-    return decide(OP_RENAME, "rename", fn, b, a);
+    return decide("rename", fn, b, a);
 }
 
 ssize_t write(int fd, const void* buf, size_t count) {
