@@ -92,7 +92,8 @@ bool Agent::Impl::connect_loop(std::chrono::steady_clock::time_point give_up) {
     for (int attempt = 0; !g_stop && std::chrono::steady_clock::now() < give_up; ++attempt) {
         auto c = client->connect();
         if (c) return true;
-        log.warn("cannot connect; retrying", {{"error", c.error().message}});
+        last_connect_error = c.error();
+        log.warn("cannot connect; retrying", {{"error", c.error().describe()}});
         std::uniform_int_distribution<long> jitter(100, std::max<long>(100, delay.count()));
         const auto wait = std::chrono::milliseconds(jitter(rng));
         for (auto until = std::chrono::steady_clock::now() + wait;
@@ -149,7 +150,9 @@ int Agent::Impl::run(const RunOptions& o) {
     if (!connected) {
         if (!connect_loop(give_up)) {
             if (g_stop) return 0;
-            log.error("could not connect within the --once wait", {{"broker", cfg.broker}});
+            log.error("could not connect within the --once wait",
+                      {{"broker", cfg.broker},
+                       {"error", last_connect_error ? last_connect_error->describe() : std::string("mqtt_connect_failed")}});
             return 1;
         }
         resubscribe();

@@ -118,6 +118,7 @@ Expected<AgentConfig> parse_agent_config(const nlohmann::json& json) {
         c.download_deadline = seconds_or(dr, "deadline_s", c.download_deadline);
         c.download_total_deadline = seconds_or(dr, "total_deadline_s", c.download_total_deadline);
         if (auto a = dr.opt_u64("attempts")) c.download_attempts = static_cast<int>(*a);
+        c.download_retry_window = seconds_or(dr, "retry_window_s", c.download_retry_window);
         dr.reject_unknown();
         if (!dr.ok()) return std::unexpected(*dr.error());
     }
@@ -178,7 +179,7 @@ nlohmann::ordered_json AgentConfig::to_json() const {
     j["download"] = {{"cafile", download_cafile}, {"low_speed_limit", low_speed_limit},
                      {"low_speed_time_s", low_speed_time.count()}, {"stall_timeout_s", download_stall_timeout.count()},
                      {"deadline_s", download_deadline.count()}, {"total_deadline_s", download_total_deadline.count()},
-                     {"attempts", download_attempts}};
+                     {"attempts", download_attempts}, {"retry_window_s", download_retry_window.count()}};
     j["auto_update"] = auto_update;
     if (update_window) j["update_window"] = update_window->to_json();
     j["inventory_interval_s"] = inventory_interval.count();

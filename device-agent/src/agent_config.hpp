@@ -65,6 +65,7 @@ struct AgentConfig {
     std::chrono::seconds download_deadline{3600};       // per attempt
     std::chrono::seconds download_total_deadline{6 * 3600};  // the whole download, all attempts
     int download_attempts{5};
+    std::chrono::seconds download_retry_window{600};  // ...and no progress for this long: give up
 
     bool auto_update{true};
     std::optional<UpdateWindow> update_window;  // none: any time

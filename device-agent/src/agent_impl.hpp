@@ -68,6 +68,7 @@ struct Agent::Impl {
     std::chrono::steady_clock::time_point last_window_check{};
     log::Limiter input_log;          // bounded logging of bad input and dropped messages
     std::uint64_t dropped{0};        // messages a handler could not handle (exceptions)
+    std::optional<Error> last_connect_error;  // why the broker could not be reached (logged with its code)
 
     // Shared with the dispatch thread.
     std::mutex flush_mu;

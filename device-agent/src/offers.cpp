@@ -46,7 +46,12 @@ void Agent::Impl::reject(const std::string& component, const std::string& versio
     auto seen = store->get(key);
     if (seen && *seen == digest) return;
     (void)store->put(key, digest);
-    log.warn("release rejected", {{"component", component}, {"version", printable(version, 80)}, {"error", printable(error.describe())}});
+    // Reported once per distinct offer; logged a few times a minute at most (a flood of distinct
+    // bad offers must not flood the log).
+    std::uint64_t held = 0;
+    if (input_log.allow("release rejected", std::chrono::steady_clock::now().time_since_epoch(), held))
+        log.warn("release rejected", {{"component", component}, {"version", printable(version, 80)},
+                                      {"error", printable(error.describe())}, {"held_back", held ? std::to_string(held) : ""}});
     report(component, version, rollout, Reported::rejected, std::nullopt, error);
 }
 

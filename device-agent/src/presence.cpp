@@ -47,6 +47,12 @@ void Agent::Impl::report(const std::string& component, const std::string& versio
     if (auto q = store->enqueue(topics.status(cfg.device_id, component), payload, true); !q)
         log.error("cannot queue a status report", {{"error", q.error().message}});
     statuses[component] = payload;
+    // Rejections follow input from outside: a flood of bad offers is logged a few times a minute.
+    std::uint64_t held = 0;
+    if (stage == Reported::rejected && !input_log.allow("status rejected", std::chrono::steady_clock::now().time_since_epoch(), held)) {
+        flush();
+        return;
+    }
     log.info("status", {{"component", component}, {"version", version}, {"stage", std::string(to_string(stage))},
                         {"progress", progress ? std::to_string(*progress) : ""},
                         {"error", error ? std::string(to_string(error->code)) : ""}});

@@ -137,6 +137,7 @@ bool Agent::Impl::download_step(const std::string& component, const Manifest& m,
     d.deadline = cfg.download_deadline;
     d.total_deadline = cfg.download_total_deadline;
     d.max_attempts = cfg.download_attempts;
+    d.retry_window = cfg.download_retry_window;
     // The first call carries the bytes already on disk (a resumed download reports where it is).
     d.on_progress = [&](const download::Progress& p) {
         if (p.percent < 100) report(component, m.version, rollout, Reported::downloading, p.percent);

@@ -58,12 +58,12 @@ void Engine::resume(Rollout& r, const std::string& actor, TimePoint now) {
     const auto c = counts(r, r.row.wave);
     w.base_failed = c.failed + c.silent;
     w.base_finished = c.finished();
-    const bool was_halted = r.row.state == "halted";
-    r.row.state = "active";
+    const bool was_halted = r.row.state == RolloutState::halted;
+    r.row.state = RolloutState::active;
     r.row.reason.clear();
-    if (w.state == "halted" || w.state == "paused") w.state = "open";
+    if (w.state == WaveState::halted || w.state == WaveState::paused) w.state = WaveState::open;
     save(r, now);
-    if (wave_published(w.state)) publish_wave(r, r.row.wave, "open");
+    if (is_published(w.state)) publish_wave(r, r.row.wave, WaveState::open);
     if (was_halted) {
         ojson alert{{"rollout", r.row.id}, {"fleet", r.row.fleet}, {"component", r.row.component},
                     {"version", r.row.version}, {"wave", w.name}, {"state", "resolved"},
@@ -75,7 +75,7 @@ void Engine::resume(Rollout& r, const std::string& actor, TimePoint now) {
 Expected<ojson> Engine::command(const std::string& cmd, const nlohmann::json& request, const std::string& actor,
                                 TimePoint now) {
     for (auto& [id, r] : rollouts_)  // what the operator reads and acts on counts the silent devices of now
-        if (live_rollout(r->row.state)) scan_silent(*r, now);
+        if (is_live(r->row.state)) scan_silent(*r, now);
     if (cmd == "rollouts") {
         ojson list = ojson::array();
         for (const auto& [id, r] : rollouts_) {
@@ -107,16 +107,16 @@ Expected<ojson> Engine::command(const std::string& cmd, const nlohmann::json& re
         if (d->second.fleet.empty()) return fail(ErrorCode::state_conflict, "device " + device + " is in no fleet");
         auto* r = const_cast<Rollout*>(latest_rollout(d->second.fleet, component));
         if (!r) return fail(ErrorCode::not_found, "no release of " + component + " for fleet " + d->second.fleet);
-        if (r->row.state == "completed" && !r->members.contains(device)) {
+        if (r->row.state == RolloutState::completed && !r->members.contains(device)) {
             // A device that finished before the rollout completed: its member was freed but is
             // still in the counts; back in memory (as counted) its new reports move them.
             if (auto m = store_.member(r->row.id, device)) r->members.emplace(device, std::move(*m));
-        } else if (live_rollout(r->row.state) && !r->members.contains(device)) {
+        } else if (is_live(r->row.state) && !r->members.contains(device)) {
             MemberRow m;
             m.rollout = r->row.id;
             m.device = device;
             m.wave = r->row.wave;
-            m.state = "pending";
+            m.state = MemberState::pending;
             m.updated = now;
             store_.put_member(m);
             add_member(*r, std::move(m), now);
@@ -133,13 +133,14 @@ Expected<ojson> Engine::command(const std::string& cmd, const nlohmann::json& re
     auto found = find_rollout(request);
     if (!found) return std::unexpected(found.error());
     auto& r = **found;
-    const auto& st = r.row.state;
+    const auto st = r.row.state;
+    const std::string name(to_string(st));
     if (cmd == "approve") {
         for (std::size_t i = r.row.wave; i < r.row.waves.size(); ++i) {
             auto& w = r.row.waves[i];
             const auto* p = policy(r, i);
-            if (!p || w.approved || !p->approval || w.state == "done") continue;
-            if (!live_rollout(st)) return fail(ErrorCode::state_conflict, "rollout " + r.row.id + " is " + st);
+            if (!p || w.approved || !p->approval || w.state == WaveState::done) continue;
+            if (!is_live(st)) return fail(ErrorCode::state_conflict, "rollout " + r.row.id + " is " + name);
             w.approved = true;
             save(r, now);
             audit(now, actor, "approved", &r, "wave " + w.name);
@@ -149,26 +150,26 @@ Expected<ojson> Engine::command(const std::string& cmd, const nlohmann::json& re
         return fail(ErrorCode::state_conflict, "rollout " + r.row.id + " has no wave waiting for approval");
     }
     if (cmd == "pause") {
-        if (st != "active") return fail(ErrorCode::state_conflict, "rollout " + r.row.id + " is " + st + ", not active");
-        r.row.state = "paused";
+        if (st != RolloutState::active) return fail(ErrorCode::state_conflict, "rollout " + r.row.id + " is " + name + ", not active");
+        r.row.state = RolloutState::paused;
         auto& w = r.row.waves[r.row.wave];
-        if (w.state == "open" || w.state == "soaking") publish_wave(r, r.row.wave, "paused");
+        if (w.state == WaveState::open || w.state == WaveState::soaking) publish_wave(r, r.row.wave, WaveState::paused);
         save(r, now);
         audit(now, actor, "paused", &r, "");
     } else if (cmd == "resume") {
-        if (st != "paused" && st != "halted")
-            return fail(ErrorCode::state_conflict, "rollout " + r.row.id + " is " + st + ", not paused or halted");
+        if (st != RolloutState::paused && st != RolloutState::halted)
+            return fail(ErrorCode::state_conflict, "rollout " + r.row.id + " is " + name + ", not paused or halted");
         resume(r, actor, now);
         audit(now, actor, "resumed", &r, "");
         evaluate(r, now);
     } else if (cmd == "retry") {
-        if (!live_rollout(st)) return fail(ErrorCode::state_conflict, "rollout " + r.row.id + " is " + st);
+        if (!is_live(st)) return fail(ErrorCode::state_conflict, "rollout " + r.row.id + " is " + name);
         std::uint64_t n = 0;
         for (auto& [id, m] : r.members) {
             if (m.wave > r.row.wave) continue;
-            if (m.state != "failed" && !r.silent.contains(id)) continue;
+            if (m.state != MemberState::failed && !r.silent.contains(id)) continue;
             update_member(r, m, now, [&](MemberRow& mm) {
-                mm.state = "pending";
+                mm.state = MemberState::pending;
                 mm.stage.clear();
                 mm.error.clear();
                 mm.updated = now;
@@ -177,7 +178,7 @@ Expected<ojson> Engine::command(const std::string& cmd, const nlohmann::json& re
             out_.push_back({topics_.cmd(id), ojson{{"cmd", "retry"}, {"component", r.row.component}}.dump(), false});
             ++n;
         }
-        if (st == "halted" || st == "paused") resume(r, actor, now);
+        if (st == RolloutState::halted || st == RolloutState::paused) resume(r, actor, now);
         auto& w = r.row.waves[r.row.wave];
         w.base_failed = 0;
         w.base_finished = 0;
@@ -186,10 +187,10 @@ Expected<ojson> Engine::command(const std::string& cmd, const nlohmann::json& re
         evaluate(r, now);
         return ojson{{"rollout", r.row.id}, {"retried", n}};
     } else if (cmd == "abort") {
-        if (!live_rollout(st)) return fail(ErrorCode::state_conflict, "rollout " + r.row.id + " is " + st);
-        const bool was_halted = st == "halted";
-        end_waves(r, "aborted");
-        r.row.state = "aborted";
+        if (!is_live(st)) return fail(ErrorCode::state_conflict, "rollout " + r.row.id + " is " + name);
+        const bool was_halted = st == RolloutState::halted;
+        end_waves(r, WaveState::aborted);
+        r.row.state = RolloutState::aborted;
         retire(r);
         r.row.reason = "aborted by " + actor;
         save(r, now);
@@ -202,7 +203,7 @@ Expected<ojson> Engine::command(const std::string& cmd, const nlohmann::json& re
         }
     }
     lg.info("operator action", {{"rollout", r.row.id}, {"cmd", cmd}, {"actor", actor}});
-    return ojson{{"rollout", r.row.id}, {"state", r.row.state}};
+    return ojson{{"rollout", r.row.id}, {"state", to_string(r.row.state)}};
 }
 
 Expected<ojson> Engine::devices_report(bool outdated_only) const {

@@ -46,22 +46,22 @@ void Engine::load(TimePoint now) {
         r->manifest = std::move(*m);
         set_policies(*r);
         const auto* fleet = cfg_.fleet(r->row.fleet);
-        if (live_rollout(r->row.state) && (!fleet || fleet->waves.size() != r->row.waves.size())) {
+        if (is_live(r->row.state) && (!fleet || fleet->waves.size() != r->row.waves.size())) {
             // The policy changed under a live rollout: keep its waves as they were stored.
             lg.warn("fleet config changed since the rollout started; its stored waves are kept",
                     {{"rollout", r->row.id}, {"fleet", r->row.fleet}});
         }
-        if (live_rollout(r->row.state)) active_[{r->row.fleet, r->row.component}] = r->row.id;
+        if (is_live(r->row.state)) active_[{r->row.fleet, r->row.component}] = r->row.id;
         rollouts_.emplace(r->row.id, std::move(r));
     }
     for (auto& [id, r] : rollouts_) {
         for (auto& m : store_.members(id)) add_member(*r, std::move(m), now);
-        if (!live_rollout(r->row.state)) {
+        if (!is_live(r->row.state)) {
             retire(*r);
             continue;
         }
         for (std::size_t i = 0; i < r->row.waves.size(); ++i)
-            if (wave_published(r->row.waves[i].state)) publish_wave(*r, i, wave_message_state(*r, i));
+            if (is_published(r->row.waves[i].state)) publish_wave(*r, i, wave_message_state(*r, i));
         r->publish_now = true;
     }
     lg.info("state loaded", {{"devices", std::to_string(devices_.size())}, {"rollouts", std::to_string(rollouts_.size())},
@@ -101,8 +101,8 @@ void Engine::create_rollout(const Fleet& fleet, VerifiedRelease release, TimePoi
     const auto& m = release.manifest;
     if (auto* old = active_rollout(fleet.name, m.component)) {
         old->row.reason = "superseded by " + m.version;
-        end_waves(*old, "superseded");
-        old->row.state = "superseded";
+        end_waves(*old, WaveState::superseded);
+        old->row.state = RolloutState::superseded;
         retire(*old);
         save(*old, now);
         audit(now, "controller", "superseded", old, "by version " + m.version);
@@ -118,12 +118,12 @@ void Engine::create_rollout(const Fleet& fleet, VerifiedRelease release, TimePoi
     r->row.scheme = std::string(to_string(m.version_scheme));
     r->row.channel = m.channel;
     r->row.envelope = release.envelope;
-    r->row.state = "active";
+    r->row.state = RolloutState::active;
     r->row.created = now;
     for (const auto& w : fleet.waves) {
         WaveRow row;
         row.name = w.name;
-        row.state = "pending";
+        row.state = WaveState::pending;
         r->row.waves.push_back(std::move(row));
     }
     r->manifest = m;
@@ -161,7 +161,7 @@ std::chrono::seconds Engine::device_timeout(const Rollout& r, std::size_t wave) 
 // member's last report, or the moment the controller last (re)connected to the broker, whichever
 // is latest; and not at all while it is not connected (see on_connection).
 std::optional<TimePoint> Engine::quiet_since(const Rollout& r, const MemberRow& m) const {
-    if (m.wave >= r.row.waves.size() || final_state(m.state)) return std::nullopt;
+    if (m.wave >= r.row.waves.size() || is_final(m.state)) return std::nullopt;
     const auto& opened = r.row.waves[m.wave].opened_at;
     if (!opened) return std::nullopt;  // nobody is silent in a wave that never opened
     return std::max({*opened, m.updated, silence_from_});
@@ -180,7 +180,7 @@ void Engine::on_connection(bool up, TimePoint now) {
     // every unfinished device gets a fresh timeout from this moment.
     silence_from_ = now;
     for (auto& [id, r] : rollouts_)
-        if (live_rollout(r->row.state))
+        if (is_live(r->row.state))
             for (const auto& [device, m] : r->members) watch_silence(*r, m);
 }
 
@@ -198,11 +198,11 @@ void Engine::tally(Rollout& r, const MemberRow& m, bool add) {
     auto& c = r.tally[m.wave];
     auto bump = [add](std::uint64_t& n) { n = add ? n + 1 : n - 1; };
     bump(c.devices);
-    if (m.state == "succeeded") bump(c.succeeded);
-    else if (m.state == "done") bump(c.succeeded), bump(c.already);
-    else if (m.state == "failed") bump(c.failed);
+    if (m.state == MemberState::succeeded) bump(c.succeeded);
+    else if (m.state == MemberState::done) bump(c.succeeded), bump(c.already);
+    else if (m.state == MemberState::failed) bump(c.failed);
     else if (r.silent.contains(m.device)) bump(c.silent);
-    else if (m.state == "in_progress") bump(c.in_progress);
+    else if (m.state == MemberState::in_progress) bump(c.in_progress);
     else bump(c.pending);
     r.counts_dirty = true;
 }
@@ -226,9 +226,9 @@ void Engine::watch_silence(Rollout& r, const MemberRow& m) {
 // finished (a wave may advance at success_percent < 100): their later reports still count. A
 // superseded or aborted one keeps none; later statuses for it count as `other_rollout`.
 void Engine::retire(Rollout& r) {
-    if (r.row.state == "completed") {
+    if (r.row.state == RolloutState::completed) {
         // the kept members keep their silent mark: the counts hold them as silent
-        std::erase_if(r.members, [](const auto& kv) { return final_state(kv.second.state); });
+        std::erase_if(r.members, [](const auto& kv) { return is_final(kv.second.state); });
         return;
     }
     r.members.clear();
@@ -280,41 +280,42 @@ std::optional<std::string> Engine::failure_crossed(const Rollout& r, std::size_t
 
 void Engine::evaluate(Rollout& r, TimePoint now) {
     if (r.policies.size() != r.row.waves.size()) return;  // the fleet's config no longer matches it
-    for (int guard = 0; guard < 64 && r.row.state == "active"; ++guard) {
+    for (int guard = 0; guard < 64 && r.row.state == RolloutState::active; ++guard) {
         const auto i = r.row.wave;
         auto& w = r.row.waves[i];
         const auto& p = r.policies[i];
-        if (w.state == "pending" || w.state == "waiting_approval" || w.state == "waiting_window") {
-            std::string next;
-            if (p.approval && !w.approved) next = "waiting_approval";
-            else if (p.window && !p.window->contains(now)) next = "waiting_window";
-            if (!next.empty()) {
-                if (w.state != next) {
-                    w.state = next;
+        if (w.state == WaveState::pending || w.state == WaveState::waiting_approval || w.state == WaveState::waiting_window) {
+            std::optional<WaveState> next;
+            if (p.approval && !w.approved) next = WaveState::waiting_approval;
+            else if (p.window && !p.window->contains(now)) next = WaveState::waiting_window;
+            if (next) {
+                if (w.state != *next) {
+                    w.state = *next;
                     save(r, now);
-                    audit(now, "controller", next, &r, "wave " + w.name);
-                    lg.info("wave waiting", {{"rollout", r.row.id}, {"wave", w.name}, {"for", next.substr(8)}});
+                    const std::string name(to_string(*next));
+                    audit(now, "controller", name, &r, "wave " + w.name);
+                    lg.info("wave waiting", {{"rollout", r.row.id}, {"wave", w.name}, {"for", name.substr(8)}});
                 }
                 return;
             }
-            w.state = "open";
+            w.state = WaveState::open;
             w.opened_at = now;
             r.next_silence = std::min(r.next_silence, now + p.device_timeout);  // its members may go silent
             save(r, now);
-            publish_wave(r, i, "open");
+            publish_wave(r, i, WaveState::open);
             audit(now, "controller", "wave_opened", &r, "wave " + w.name);
             lg.info("wave opened", {{"rollout", r.row.id}, {"wave", w.name}, {"version", r.row.version}});
         }
         const auto c = counts(r, i);
-        if (w.state == "open" || w.state == "soaking") {
+        if (w.state == WaveState::open || w.state == WaveState::soaking) {
             if (auto why = failure_crossed(r, i, c)) {
                 if (c.devices > 0) return halt(r, *why, c, now);
             }
         }
-        if (w.state == "open") {
+        if (w.state == WaveState::open) {
             const auto eligible = c.devices - std::min(c.devices, w.base_failed);
             if (static_cast<double>(c.succeeded) * 100.0 < p.success_percent * static_cast<double>(eligible)) return;
-            w.state = "soaking";
+            w.state = WaveState::soaking;
             w.soak_until = now + p.soak;
             save(r, now);
             audit(now, "controller", "wave_succeeded", &r,
@@ -322,13 +323,13 @@ void Engine::evaluate(Rollout& r, TimePoint now) {
             lg.info("wave met its success threshold; soaking", {{"rollout", r.row.id}, {"wave", w.name},
                                                                 {"soak_s", std::to_string(p.soak.count())}});
         }
-        if (w.state == "soaking") {
+        if (w.state == WaveState::soaking) {
             if (now < *w.soak_until) return;
-            w.state = "done";
+            w.state = WaveState::done;
             w.done_at = now;
             audit(now, "controller", "wave_done", &r, "wave " + w.name);
             if (i + 1 == r.row.waves.size()) {
-                r.row.state = "completed";
+                r.row.state = RolloutState::completed;
                 retire(r);
                 active_.erase({r.row.fleet, r.row.component});
                 save(r, now);
@@ -346,11 +347,11 @@ void Engine::evaluate(Rollout& r, TimePoint now) {
 
 void Engine::halt(Rollout& r, const std::string& reason, const Counts& c, TimePoint now) {
     auto& w = r.row.waves[r.row.wave];
-    w.state = "halted";
-    r.row.state = "halted";
+    w.state = WaveState::halted;
+    r.row.state = RolloutState::halted;
     r.row.reason = reason;
     save(r, now);
-    publish_wave(r, r.row.wave, "halted");
+    publish_wave(r, r.row.wave, WaveState::halted);
     ojson alert{{"rollout", r.row.id}, {"fleet", r.row.fleet}, {"component", r.row.component},
                 {"version", r.row.version}, {"wave", w.name}, {"state", "firing"}, {"reason", reason},
                 {"counts", c.to_json()}, {"ts", iso(now)}};
@@ -362,22 +363,23 @@ void Engine::halt(Rollout& r, const std::string& reason, const Counts& c, TimePo
 }
 
 // Republish every wave this rollout has published with a state that tells devices not to start.
-void Engine::end_waves(Rollout& r, const std::string& wave_state) {
+void Engine::end_waves(Rollout& r, WaveState wave_state) {
     for (std::size_t i = 0; i < r.row.waves.size(); ++i) {
         auto& w = r.row.waves[i];
-        if (wave_published(w.state)) publish_wave(r, i, wave_state);
-        if (w.state != "done") w.state = wave_state;
+        if (is_published(w.state)) publish_wave(r, i, wave_state);
+        if (w.state != WaveState::done) w.state = wave_state;
     }
     active_.erase({r.row.fleet, r.row.component});
 }
 
 // The state a published wave's message carries while its rollout is live: what pause, halt and
 // resume published, so a restart republishes identical content (a done wave stays `open`).
-std::string Engine::wave_message_state(const Rollout& r, std::size_t wave) const {
+WaveState Engine::wave_message_state(const Rollout& r, std::size_t wave) const {
     const auto& w = r.row.waves[wave];
-    if (w.state == "halted") return "halted";
-    if (r.row.state == "paused" && wave == r.row.wave && (w.state == "open" || w.state == "soaking")) return "paused";
-    return "open";
+    if (w.state == WaveState::halted) return WaveState::halted;
+    if (r.row.state == RolloutState::paused && wave == r.row.wave && (w.state == WaveState::open || w.state == WaveState::soaking))
+        return WaveState::paused;
+    return WaveState::open;
 }
 
 bool Engine::should_log(std::string_view key, TimePoint now) {
@@ -387,11 +389,11 @@ bool Engine::should_log(std::string_view key, TimePoint now) {
     return ok;
 }
 
-void Engine::publish_wave(const Rollout& r, std::size_t wave, const std::string& state) {
+void Engine::publish_wave(const Rollout& r, std::size_t wave, WaveState state) {
     auto release = json::parse(r.row.envelope, nullptr, false);
     ojson msg;
     msg["rollout"] = r.row.id;
-    msg["state"] = state;
+    msg["state"] = to_string(state);
     msg["release"] = release.is_discarded() ? json(r.row.envelope) : release;
     out_.push_back({topics_.wave(r.row.fleet, r.row.waves[wave].name, r.row.component), msg.dump(), true});
 }
@@ -405,7 +407,7 @@ std::optional<ojson> Engine::rollout_state(const std::string& id) const {
     j["fleet"] = r.row.fleet;
     j["component"] = r.row.component;
     j["version"] = r.row.version;
-    j["state"] = r.row.state;
+    j["state"] = to_string(r.row.state);
     j["wave"] = r.row.waves[r.row.wave].name;
     if (!r.row.reason.empty()) j["reason"] = r.row.reason;
     j["created"] = iso(r.row.created);
@@ -417,7 +419,7 @@ std::optional<ojson> Engine::rollout_state(const std::string& id) const {
         const auto c = counts(r, i);
         ojson wj;
         wj["name"] = w.name;
-        wj["state"] = w.state;
+        wj["state"] = to_string(w.state);
         wj.update(c.to_json());
         if (w.opened_at) wj["opened_at"] = iso(*w.opened_at);
         if (w.soak_until) wj["soak_until"] = iso(*w.soak_until);
@@ -442,17 +444,17 @@ void Engine::publish_state(Rollout& r, TimePoint now) {
 
 void Engine::tick(TimePoint now) {
     for (auto& [id, r] : rollouts_) {
-        if (live_rollout(r->row.state)) scan_silent(*r, now);
-        if (r->row.state == "active") evaluate(*r, now);
+        if (is_live(r->row.state)) scan_silent(*r, now);
+        if (r->row.state == RolloutState::active) evaluate(*r, now);
         // Silent devices appear with time alone: publish live rollouts at the interval too.
         const bool due = now - r->last_publish >= cfg_.state_interval;
-        if (r->publish_now || ((r->counts_dirty || live_rollout(r->row.state)) && due)) publish_state(*r, now);
+        if (r->publish_now || ((r->counts_dirty || is_live(r->row.state)) && due)) publish_state(*r, now);
     }
 }
 
 std::map<std::string, std::uint64_t> Engine::rollouts_by_state() const {
     std::map<std::string, std::uint64_t> out;
-    for (const auto& [id, r] : rollouts_) ++out[r->row.state];
+    for (const auto& [id, r] : rollouts_) ++out[std::string(to_string(r->row.state))];
     return out;
 }
 
@@ -465,7 +467,7 @@ std::size_t Engine::member_count() const {
 std::map<std::string, std::uint64_t> Engine::members_by_state() const {
     std::map<std::string, std::uint64_t> out;
     for (const auto& [id, r] : rollouts_) {
-        if (!live_rollout(r->row.state)) continue;
+        if (!is_live(r->row.state)) continue;
         for (std::size_t i = 0; i < r->row.waves.size(); ++i) {
             const auto c = counts(*r, i);
             out["succeeded"] += c.succeeded, out["failed"] += c.failed, out["silent"] += c.silent;

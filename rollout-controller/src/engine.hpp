@@ -137,9 +137,9 @@ private:
     [[nodiscard]] bool is_silent(const Rollout& r, const MemberRow& m, std::chrono::seconds timeout, TimePoint now) const;
     [[nodiscard]] std::optional<std::string> failure_crossed(const Rollout& r, std::size_t wave, const Counts& c) const;
     void halt(Rollout& r, const std::string& reason, const Counts& c, TimePoint now);
-    void end_waves(Rollout& r, const std::string& wave_state);
-    void publish_wave(const Rollout& r, std::size_t wave, const std::string& state);
-    [[nodiscard]] std::string wave_message_state(const Rollout& r, std::size_t wave) const;
+    void end_waves(Rollout& r, WaveState wave_state);
+    void publish_wave(const Rollout& r, std::size_t wave, WaveState state);
+    [[nodiscard]] WaveState wave_message_state(const Rollout& r, std::size_t wave) const;
     void publish_state(Rollout& r, TimePoint now);
     void save(Rollout& r, TimePoint now);
     void audit(TimePoint now, const std::string& actor, const std::string& action, const Rollout* r,

@@ -20,16 +20,13 @@ using ojson = nlohmann::ordered_json;
 
 inline const log::Logger lg("controller");
 
-inline bool final_state(const std::string& s) { return s == "succeeded" || s == "done" || s == "failed"; }
-inline bool live_rollout(const std::string& s) { return s == "active" || s == "paused" || s == "halted"; }
-inline bool wave_published(const std::string& s) { return s == "open" || s == "soaking" || s == "done" || s == "halted"; }
 
 // The member state a reported stage means.
-inline std::string state_of_stage(const std::string& stage, const std::string& error_code) {
-    if (stage == "succeeded") return "succeeded";
-    if (stage == "failed" || stage == "rolled_back") return "failed";
-    if (stage == "rejected") return error_code == "version_not_newer" ? "done" : "failed";
-    return "in_progress";
+inline MemberState state_of_stage(const std::string& stage, const std::string& error_code) {
+    if (stage == "succeeded") return MemberState::succeeded;
+    if (stage == "failed" || stage == "rolled_back") return MemberState::failed;
+    if (stage == "rejected") return error_code == "version_not_newer" ? MemberState::done : MemberState::failed;
+    return MemberState::in_progress;
 }
 
 inline std::string iso(TimePoint t) { return format_utc(std::chrono::time_point_cast<std::chrono::seconds>(t)); }

@@ -191,13 +191,13 @@ void Engine::join_rollouts(const DeviceRow& d, TimePoint now) {
                 return l;
             }()) : r->row.waves.size() - 1;
             if (m.wave >= r->row.waves.size()) m.wave = r->row.waves.size() - 1;
-            m.state = at_or_past_target(d, *r) ? "done" : "pending";
+            m.state = at_or_past_target(d, *r) ? MemberState::done : MemberState::pending;
             m.updated = now;
             store_.put_member(m);
             add_member(*r, std::move(m), now);
-        } else if (!final_state(it->second.state) && at_or_past_target(d, *r)) {
+        } else if (!is_final(it->second.state) && at_or_past_target(d, *r)) {
             update_member(*r, it->second, now, [&](MemberRow& m) {
-                m.state = "done";
+                m.state = MemberState::done;
                 m.updated = now;
             });
             store_.put_member(it->second);
@@ -267,12 +267,12 @@ void Engine::on_status(const std::string& device, const std::string& component, 
     });
     store_.put_member(m);
     count("applied");
-    if (live_rollout(r.row.state)) touched_.insert(r.row.id);  // evaluated once per batch (flush)
+    if (is_live(r.row.state)) touched_.insert(r.row.id);  // evaluated once per batch (flush)
 }
 
 void Engine::flush(TimePoint now) {
     for (const auto& id : touched_)
-        if (auto it = rollouts_.find(id); it != rollouts_.end() && it->second->row.state == "active") evaluate(*it->second, now);
+        if (auto it = rollouts_.find(id); it != rollouts_.end() && it->second->row.state == RolloutState::active) evaluate(*it->second, now);
     touched_.clear();
 }
 

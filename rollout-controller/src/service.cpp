@@ -144,7 +144,7 @@ struct Metrics {
     double halts_seen{0};
 
     void update(const Engine& e) {
-        for (const char* s : {"active", "paused", "halted", "completed", "aborted", "superseded"}) rollouts.Add({{"state", s}}).Set(0);
+        for (const auto& [state, name] : detail::rollout_names) rollouts.Add({{"state", std::string(name)}}).Set(0);
         for (const auto& [s, n] : e.rollouts_by_state()) rollouts.Add({{"state", s}}).Set(static_cast<double>(n));
         for (const auto& [s, n] : e.members_by_state()) devices.Add({{"status", s}}).Set(static_cast<double>(n));
         known.Set(static_cast<double>(e.device_count()));
@@ -211,7 +211,9 @@ int run_service(const ControllerConfig& cfg, std::atomic<bool>& stop) {
                 return false;
             }
         } catch (const std::exception& e) {
-            lg.error("cannot write the state database", {{"error", e.what()}});
+            // SQLite failing to read or write (disk full, I/O error, a damaged file): stop rather
+            // than run on state that is not what the database holds.
+            lg.error("state database error; stopping", {{"error", e.what()}});
             return false;
         }
         publisher.push(engine.take_outgoing());

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <stdexcept>
 #include <utility>
 
 namespace ota::controller {
@@ -49,6 +50,14 @@ void bind_opt(SQLite::Statement& q, int i, const std::optional<TimePoint>& t) {
 nlohmann::json parse_or(const std::string& text, nlohmann::json fallback) {
     auto j = nlohmann::json::parse(text, nullptr, false);
     return j.is_discarded() ? fallback : j;
+}
+
+// A state read back from the database; a name this build does not know is a damaged (or newer)
+// database: the controller stops with a clear error rather than guess.
+template <class Parse>
+auto stored(Parse parse, const std::string& name, const std::string& what) {
+    if (auto s = parse(name)) return *s;
+    throw std::runtime_error("controller state: " + what + " has the unknown state \"" + name + "\"");
 }
 
 // One controller per database: `<db>.lock`, held with flock for the life of the Store (released by
@@ -200,7 +209,7 @@ void Store::put_rollout(const RolloutRow& r) {
     q.bind(5, r.scheme);
     q.bind(6, r.channel);
     q.bind(7, r.envelope);
-    q.bind(8, r.state);
+    q.bind(8, std::string(to_string(r.state)));
     q.bind(9, static_cast<std::int64_t>(r.wave));
     q.bind(10, r.reason);
     q.bind(11, to_ms(r.created));
@@ -213,7 +222,7 @@ void Store::put_rollout(const RolloutRow& r) {
         wq.bind(1, r.id);
         wq.bind(2, static_cast<std::int64_t>(i));
         wq.bind(3, w.name);
-        wq.bind(4, w.state);
+        wq.bind(4, std::string(to_string(w.state)));
         wq.bind(5, w.approved ? 1 : 0);
         bind_opt(wq, 6, w.opened_at);
         bind_opt(wq, 7, w.soak_until);
@@ -230,7 +239,7 @@ void Store::put_member(const MemberRow& m) {
     q.bind(1, m.rollout);
     q.bind(2, m.device);
     q.bind(3, static_cast<std::int64_t>(m.wave));
-    q.bind(4, m.state);
+    q.bind(4, std::string(to_string(m.state)));
     q.bind(5, m.stage);
     q.bind(6, m.progress);
     q.bind(7, m.error);
@@ -303,7 +312,7 @@ std::vector<RolloutRow> Store::rollouts() {
         r.scheme = q.getColumn(4).getString();
         r.channel = q.getColumn(5).getString();
         r.envelope = q.getColumn(6).getString();
-        r.state = q.getColumn(7).getString();
+        r.state = stored(parse_rollout_state, q.getColumn(7).getString(), "rollout " + r.id);
         r.wave = static_cast<std::size_t>(q.getColumn(8).getInt64());
         r.reason = q.getColumn(9).getString();
         r.created = from_ms(q.getColumn(10).getInt64());
@@ -314,7 +323,7 @@ std::vector<RolloutRow> Store::rollouts() {
         while (wq.executeStep()) {
             WaveRow w;
             w.name = wq.getColumn(0).getString();
-            w.state = wq.getColumn(1).getString();
+            w.state = stored(parse_wave_state, wq.getColumn(1).getString(), "wave of rollout " + r.id);
             w.approved = wq.getColumn(2).getInt() != 0;
             w.opened_at = opt_time(wq.getColumn(3));
             w.soak_until = opt_time(wq.getColumn(4));
@@ -336,7 +345,7 @@ MemberRow read_member(SQLite::Statement& q) {
     m.rollout = q.getColumn(0).getString();
     m.device = q.getColumn(1).getString();
     m.wave = static_cast<std::size_t>(q.getColumn(2).getInt64());
-    m.state = q.getColumn(3).getString();
+    m.state = stored(parse_member_state, q.getColumn(3).getString(), "member " + m.device + " of " + m.rollout);
     m.stage = q.getColumn(4).getString();
     m.progress = q.getColumn(5).getInt();
     m.error = q.getColumn(6).getString();

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ota/error.hpp"
+#include "states.hpp"
 
 namespace SQLite {
 class Database;
@@ -48,7 +49,7 @@ struct DeviceRow {
 
 struct WaveRow {
     std::string name;
-    std::string state;  // pending waiting_approval waiting_window open soaking done halted aborted superseded
+    WaveState state{WaveState::pending};
     bool approved{false};
     std::optional<TimePoint> opened_at, soak_until, done_at;
     std::uint64_t base_failed{0}, base_finished{0};  // failures accepted by a resume
@@ -57,7 +58,7 @@ struct WaveRow {
 struct RolloutRow {
     std::string id, fleet, component, version, scheme, channel;
     std::string envelope;  // the signed release, forwarded unchanged
-    std::string state;     // active paused halted completed aborted superseded
+    RolloutState state{RolloutState::active};
     std::size_t wave{0};   // index of the current wave
     std::string reason;    // why it halted / ended
     TimePoint created{}, updated{};
@@ -67,7 +68,7 @@ struct RolloutRow {
 struct MemberRow {
     std::string rollout, device;
     std::size_t wave{0};
-    std::string state;  // pending in_progress succeeded done failed
+    MemberState state{MemberState::pending};
     std::string stage;  // the last reported stage
     int progress{0};
     std::string error;  // error code of a failure

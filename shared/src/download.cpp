@@ -10,7 +10,10 @@
 //   2. Attempts: GET with "Range: bytes=N-" + "If-Range: <validator>" when N > 0 (transfer.cpp).
 //      An attempt that adds at least low_speed_limit * low_speed_time bytes beyond the most ever
 //      on disk in this call is progress and resets the budget; max_attempts counts consecutive
-//      attempts without progress. The whole call ends at total_deadline in any case.
+//      attempts without progress. The count starts afresh when the server says the object
+//      changed (the old bytes are discarded), not when it merely ignores Range (same validators:
+//      each attempt would start over and never get further). The whole call ends at
+//      total_deadline in any case.
 //   3. fsync, compare the hash, rename to `dest`, remove the sidecar, fsync the directory.
 //
 // nginx's ETag is "<mtime hex>-<size hex>": an object replaced by one of the same size within the
@@ -148,6 +151,7 @@ Expected<Result> fetch(const Request& req) {
     int immediate_restarts = 0;
     int without_progress = 0;  // consecutive failed attempts that did not add `needed` bytes
     int progressing = 0;
+    auto last_progress = Clock::now();  // retry_window counts from here
     while (!complete) {
         if (req.cancelled && req.cancelled()) return fail(ErrorCode::timeout, req.url + ": download cancelled");
         const auto now = Clock::now();
@@ -163,6 +167,7 @@ Expected<Result> fetch(const Request& req) {
             complete = true;
             break;
         }
+        if (transfer.object_changed()) most = 0;  // the old object's bytes are gone: count afresh
         const bool progressed = part.size() >= most + needed;
         most = std::max(most, part.size());
         if (outcome.next == Next::retry_now && immediate_restarts < kMaxImmediateRestarts) {
@@ -178,9 +183,10 @@ Expected<Result> fetch(const Request& req) {
         }
         if (progressed) {
             without_progress = 0;
+            last_progress = Clock::now();
             if (++progressing >= kMaxProgressingAttempts)
                 return fail(e.code, e.message + " (gave up after " + std::to_string(result.attempts) + " attempts)");
-        } else if (++without_progress >= max_attempts) {
+        } else if (++without_progress >= max_attempts && Clock::now() - last_progress >= req.retry_window) {
             return fail(e.code, e.message + " (gave up after " + std::to_string(without_progress) +
                                     (without_progress == 1 ? " attempt" : " attempts") + " without progress)");
         }

@@ -210,12 +210,12 @@ TEST(Engine, CountsKeptAsMembersChangeMatchARecountOfTheStore) {
         for (const auto& m : rig.store->members()) {
             if (m.rollout != id || m.wave != wave) continue;
             bump("devices");
-            const bool final = m.state == "succeeded" || m.state == "done" || m.state == "failed";
-            if (m.state == "succeeded") bump("succeeded");
-            else if (m.state == "done") bump("succeeded"), bump("already");
-            else if (m.state == "failed") bump("failed");
+            const bool final = to_string(m.state) == "succeeded" || to_string(m.state) == "done" || to_string(m.state) == "failed";
+            if (to_string(m.state) == "succeeded") bump("succeeded");
+            else if (to_string(m.state) == "done") bump("succeeded"), bump("already");
+            else if (to_string(m.state) == "failed") bump("failed");
             else if (!final && opened && rig.now - std::max({*opened, m.updated, restarted}) >= timeout) bump("silent");
-            else if (m.state == "in_progress") bump("in_progress");
+            else if (to_string(m.state) == "in_progress") bump("in_progress");
             else bump("pending");
         }
         return c;

@@ -135,7 +135,7 @@ protected:
                            {"key", pki.key(device).string()}}},
                  {"trusted_keys", (keys->path() / "release.pub").string()},
                  {"state_dir", (dir / "state").string()},
-                 {"download", {{"cafile", pki.ca().string()}, {"low_speed_time_s", 5}, {"attempts", 2}}},
+                 {"download", {{"cafile", pki.ca().string()}, {"low_speed_time_s", 5}, {"attempts", 2}, {"retry_window_s", 0}}},
                  {"components",
                   {{"detection-model",
                     {{"version_source", {{"type", "files"}, {"dir", target().string()}, {"pattern", "model-(.*)\\.trt"}}}}}}},

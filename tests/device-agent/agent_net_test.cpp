@@ -2,8 +2,7 @@
 //  - a restart mid-download connects first (online, inventory) and then resumes, reporting
 //    progress from the bytes already on disk as it goes, fetching again at most 1 MiB;
 //  - a broker link that dies silently mid-download (tests/shared/download/tcp_relay.hpp in front
-//    of Mosquitto: the broker publishes the last will) is online again at once, not after the
-//    update;
+//    of Mosquitto) is online again at once on its new connection, not after the update;
 //  - malformed assignments, wave messages and commands (numbers that overflow a double, wrong
 //    types deep inside, invalid UTF-8, deep nesting) neither stop the agent nor flood its log,
 //    and a good release still installs afterwards.
@@ -139,7 +138,7 @@ TEST_F(AgentNetTest, RestartMidDownloadConnectsFirstThenResumesReportingProgress
 TEST_F(AgentNetTest, ABrokerLinkThatDiesMidDownloadIsOnlineAgainBeforeTheUpdateEnds) {
     // The agent reaches Mosquitto through a relay; mid-download the relay drops every packet of
     // the connection without closing it (a NAT gateway lost its mapping). The broker's keepalive
-    // (1.5 x 2 s) fires the last will; the agent's own keepalive reconnects through a new mapping.
+    // (1.5 x 2 s) may fire the last will; the agent's own keepalive reconnects through a new mapping.
     kit::TcpRelay relay({.upstream_port = broker->port()});
     auto rel = make_release("2026-04-02", "release", {}, 10 << 20);  // ~20 s at 512 KiB/s
     const auto config = write_config({{"mqtt", {{"broker", "mqtts://127.0.0.1:" + std::to_string(relay.port())}, {"keepalive_s", 2}}}});
@@ -152,8 +151,10 @@ TEST_F(AgentNetTest, ABrokerLinkThatDiesMidDownloadIsOnlineAgainBeforeTheUpdateE
     ASSERT_TRUE(online_is(true)) << agent.log();
     const auto seen_before = presence.wait(0, 0ms).messages.size();
     relay.blackhole_current();
-    // The will ({"online":false}) arrives, then the agent's {"online":true} of its new connection:
-    // that one must come while the download is still running, not once the update is over.
+    // The agent's new connection publishes {"online":true} again, while the download still runs
+    // (not once the whole update has finished). Before it, the broker publishes the last will
+    // ({"online":false}) if its keepalive check ends the dead connection first; if the new
+    // connection takes the session over first, Mosquitto 2.0.11 sends no will: either is fine.
     bool went_offline = false, back_online = false, back_while_downloading = false;
     EXPECT_TRUE(kit::wait_until(
         [&] {
@@ -161,8 +162,9 @@ TEST_F(AgentNetTest, ABrokerLinkThatDiesMidDownloadIsOnlineAgainBeforeTheUpdateE
             const bool done = installed(rel);
             for (std::size_t i = seen_before; i < msgs.size() && !back_online; ++i) {
                 if (!msgs[i].is_object()) continue;
-                if (msgs[i].value("online", true) == false) went_offline = true;
-                else if (went_offline) {
+                if (msgs[i].value("online", true) == false) {
+                    went_offline = true;
+                } else {
                     back_online = true;
                     back_while_downloading = !done;
                 }
@@ -171,9 +173,9 @@ TEST_F(AgentNetTest, ABrokerLinkThatDiesMidDownloadIsOnlineAgainBeforeTheUpdateE
         },
         40s, 10ms))
         << agent.log();
-    EXPECT_TRUE(went_offline) << "the broker never published the last will:\n" << agent.log();
     EXPECT_TRUE(back_online) << agent.log();
-    EXPECT_TRUE(back_while_downloading) << "online again only after the update:\n" << agent.log();
+    EXPECT_TRUE(back_while_downloading) << "online again only after the update (will seen: " << went_offline << "):\n"
+                                        << agent.log();
     EXPECT_GE(relay.connections(), 2);
     ASSERT_TRUE(kit::wait_until([&] { return installed(rel); }, 60s)) << agent.log();
     EXPECT_TRUE(kit::wait_until([&] { auto s = status(); return !s.is_null() && s["stage"] == "succeeded"; }, 20s))
@@ -182,7 +184,8 @@ TEST_F(AgentNetTest, ABrokerLinkThatDiesMidDownloadIsOnlineAgainBeforeTheUpdateE
 }
 
 TEST_F(AgentNetTest, HostileInputNeverStopsTheAgentAndAGoodReleaseStillInstalls) {
-    const auto config = write_config();
+    // JSON log lines: a line quoting input bytes that are not UTF-8 must not throw either.
+    const auto config = write_config({{"log", {{"format", "json"}, {"level", "debug"}}}});
     assign();
     kit::Process agent({OTA_AGENT_BIN, "--config", config.string()}, dir / "agent.log");
     ASSERT_TRUE(kit::wait_until([&] { return agent.log().find("following wave") != std::string::npos; }, 20s)) << agent.log();
@@ -225,7 +228,7 @@ TEST_F(AgentNetTest, HostileInputNeverStopsTheAgentAndAGoodReleaseStillInstalls)
 
     // Still up, still following its wave: the good release installs.
     command({{"cmd", "report"}});
-    ASSERT_TRUE(kit::wait_until([&] { return agent.log().find("cmd=report") != std::string::npos; }, 20s)) << agent.log();
+    ASSERT_TRUE(kit::wait_until([&] { return agent.log().find(R"("cmd":"report")") != std::string::npos; }, 20s)) << agent.log();
     ASSERT_TRUE(agent.running()) << agent.log();
     offer(good);
     ASSERT_TRUE(kit::wait_until([&] { return fs::exists(target() / "model-2026-04-03.trt"); }, 30s)) << agent.log();
@@ -237,5 +240,9 @@ TEST_F(AgentNetTest, HostileInputNeverStopsTheAgentAndAGoodReleaseStillInstalls)
     for (std::size_t pos = 0; (pos = log.find("cmd ignored", pos)) != std::string::npos; ++pos) ++ignored_lines;
     EXPECT_GE(ignored_lines, 1u) << log;
     EXPECT_LE(ignored_lines, 6u) << "48 malformed commands must not become 48 log lines:\n" << log;
+    std::size_t rejected_lines = 0;
+    for (std::size_t pos = 0; (pos = log.find("release rejected", pos)) != std::string::npos; ++pos) ++rejected_lines;
+    EXPECT_GE(rejected_lines, 1u) << log;
+    EXPECT_LE(rejected_lines, 6u) << waves.size() << " distinct bad offers, each logged:\n" << log;
     EXPECT_EQ(agent.stop(), 0) << log;
 }

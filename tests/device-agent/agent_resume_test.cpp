@@ -97,7 +97,7 @@ TEST_F(AgentResumeTest, BrokerRestartMidUpdateFinishes) {
 TEST_F(AgentResumeTest, SlowDripEndsDownloadStalled) {
     kit::write_file(target() / "model-2026-03-10.trt", "installed");
     auto rel = make_release("2026-03-13", "release", {}, 1 << 20);
-    const auto config = write_config({{"download", {{"low_speed_limit", 64 * 1024}, {"low_speed_time_s", 2}, {"attempts", 1}}}});
+    const auto config = write_config({{"download", {{"low_speed_limit", 64 * 1024}, {"low_speed_time_s", 2}, {"attempts", 1}, {"retry_window_s", 0}}}});
     assign();
     offer(rel);
     auto r = run_once(config, 20);

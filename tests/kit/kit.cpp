@@ -1,8 +1,10 @@
-// The test kit (kit.hpp): temporary directories, free ports, child processes, and a real
-// Mosquitto and nginx on loopback. Children are started with posix_spawn in a session of their
+// The test kit (kit.hpp): temporary directories, free ports, child processes. The PKI is in
+// kit_pki.cpp, Mosquitto, nginx and the mosquitto clients in kit_services.cpp, network
+// namespaces in kit_net.cpp. Children are started with posix_spawn in a session of their
 // own (so the kit can stop a child and whatever it forked by the child's PID) and are only ever
 // stopped by that PID. Every wait is bounded.
 #include "kit.hpp"
+#include "kit_internal.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -31,13 +33,17 @@
 extern char** environ;
 
 namespace ota::testkit {
-namespace {
-
-using Clock = std::chrono::steady_clock;
+namespace detail {
 
 std::string errno_text(int err) { return std::strerror(err); }
 
 [[noreturn]] void fail(const std::string& what) { throw std::runtime_error("test kit: " + what); }
+
+}  // namespace detail
+
+namespace {
+
+using namespace detail;
 
 // Children must not inherit an ignored SIGPIPE (the kit ignores it so that writing to a child
 // that already exited is an error, not the end of the test binary).
@@ -52,8 +58,11 @@ int exit_status(int status) {
     return -1;
 }
 
-// The last `lines` lines of `text`, for error messages.
-std::string tail(const std::string& text, std::size_t lines = 30) {
+}  // namespace
+
+namespace detail {
+
+std::string tail(const std::string& text, std::size_t lines) {
     std::size_t pos = text.size();
     for (std::size_t n = 0; n <= lines && pos > 0; ++n) {
         const auto nl = text.rfind('\n', pos - 1);
@@ -86,6 +95,12 @@ std::string find_tool(const std::string& name) {
     }
     fail(name + " not found on PATH or in /usr/sbin (install the Debian package)");
 }
+
+}  // namespace detail
+
+namespace {
+
+using namespace detail;
 
 // argv and envp as the C arrays posix_spawn wants; owns the strings.
 struct CArgs {
@@ -166,19 +181,25 @@ std::array<Fd, 2> make_pipe() {
     return {Fd(p[0]), Fd(p[1])};
 }
 
-bool port_accepts(int port) {
+}  // namespace
+
+bool detail::port_accepts(int port, const std::string& host) {
     const int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (s < 0) return false;
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(static_cast<std::uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) {
+        ::close(s);
+        return false;
+    }
     const bool ok = ::connect(s, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0;
     ::close(s);
     return ok;
 }
 
-}  // namespace
+using namespace detail;
+using Clock = std::chrono::steady_clock;
 
 fs::path source_dir() { return OTA_SOURCE_DIR; }
 fs::path binary_dir() { return OTA_BINARY_DIR; }
@@ -397,286 +418,5 @@ int Process::stop(std::chrono::milliseconds grace) {
 }
 
 std::string Process::log() const { return read_file_or_empty(log_file_); }
-
-// ---- PKI ------------------------------------------------------------------------------------
-
-fs::path Pki::cert(std::string_view who) const { return dir / (std::string(who) + ".pem"); }
-fs::path Pki::key(std::string_view who) const { return dir / (std::string(who) + ".key"); }
-
-const Pki& shared_pki(int devices) {
-    static std::mutex mu;
-    static std::unique_ptr<TempDir> dir;
-    static Pki pki;
-    static int have = -1;
-    std::lock_guard lock(mu);
-    if (!dir) {
-        dir = std::make_unique<TempDir>("ota-pki");
-        pki.dir = dir->path();
-    }
-    if (devices > have) {
-        // The script keeps the CA and the certificates already made, and adds the missing devices.
-        const auto r = run({(source_dir() / "scripts" / "make-dev-certs").string(), pki.dir.string(),
-                            "--devices", std::to_string(devices)},
-                           60s);
-        if (r.exit_code != 0)
-            fail("scripts/make-dev-certs failed (exit " + std::to_string(r.exit_code) + "): " + r.err + r.out);
-        have = devices;
-    }
-    return pki;
-}
-
-// ---- Broker ---------------------------------------------------------------------------------
-
-Broker::Broker(const Pki& pki, BrokerOptions options) : pki_(pki), options_(std::move(options)), dir_("ota-broker") {
-    fs::create_directories(dir_ / "data");
-    if (!options_.password_file.empty()) {
-        // Each simulated device is a descriptor of the broker (a child inherits the limit).
-        rlimit r{};
-        if (::getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
-            r.rlim_cur = r.rlim_max;
-            ::setrlimit(RLIMIT_NOFILE, &r);
-        }
-    }
-    // A port found free may be taken by someone else before Mosquitto binds it: try another.
-    for (int attempt = 1;; ++attempt) {
-        port_ = free_port();
-        if (!options_.password_file.empty()) sim_port_ = free_port();
-        try {
-            start();
-            return;
-        } catch (const std::runtime_error& e) {
-            if (attempt >= 3 || std::string(e.what()).find("Address already in use") == std::string::npos) throw;
-        }
-    }
-}
-
-Broker::~Broker() { stop(); }
-
-std::string Broker::url() const { return "mqtts://127.0.0.1:" + std::to_string(port_); }
-
-std::string Broker::log() const { return read_file_or_empty(dir_ / "mosquitto.log"); }
-
-void Broker::start() {
-    if (proc_) return;
-    const fs::path conf = dir_ / "mosquitto.conf";
-    // Mosquitto 2.0 drops privileges to `user` before it reads the certificates, so as root it
-    // stays root here to read the 0600 keys in the (0700) temporary PKI directory.
-    const std::string user = ::geteuid() == 0 ? "root" : "mosquitto";
-    // The config is broker-config/mosquitto.conf.in, rendered by the same script the demo uses.
-    std::vector<std::string> argv{(source_dir() / "scripts" / "render-broker-config").string(), "--port",
-                                  std::to_string(port_), "--certs", pki_.dir.string(), "--data", (dir_ / "data").string(),
-                                  "--acl", (source_dir() / "broker-config" / "acl").string(), "--user", user};
-    if (sim_port_ != 0)
-        argv.insert(argv.end(), {"--sim-listener", std::to_string(sim_port_), "--password-file", options_.password_file.string()});
-    auto rendered = run(argv, 10s);
-    if (rendered.exit_code != 0) fail("scripts/render-broker-config failed: " + rendered.err);
-    write_file(conf, rendered.out);
-    // The broker's own certificate and key are in the PKI under the standard names.
-    for (const auto& f : {pki_.ca(), pki_.cert("broker"), pki_.key("broker")})
-        if (!fs::exists(f)) fail("broker: missing " + f.string());
-
-    const auto log_file = dir_ / "mosquitto.log";
-    const auto offset = read_file_or_empty(log_file).size();
-    proc_ = std::make_unique<Process>(std::vector<std::string>{find_tool("mosquitto"), "-c", conf.string()}, log_file);
-    // "running" is logged once every listener is bound; then the port must accept.
-    const bool up = wait_until(
-        [&] {
-            if (!proc_->running()) return false;
-            const auto text = read_file_or_empty(log_file);
-            return text.size() > offset && text.find(" running", offset) != std::string::npos && port_accepts(port_) &&
-                   (sim_port_ == 0 || port_accepts(sim_port_));
-        },
-        10s);
-    if (!up) {
-        proc_->stop(1s);
-        proc_.reset();
-        fail("mosquitto did not start on 127.0.0.1:" + std::to_string(port_) + " within 10 s; log tail:\n" +
-             tail(read_file_or_empty(log_file).substr(offset)));
-    }
-}
-
-void Broker::stop() {
-    if (!proc_) return;
-    proc_->stop(5s);  // SIGTERM: Mosquitto writes its persistence file on the way out
-    proc_.reset();
-}
-
-void Broker::restart() {
-    stop();
-    start();
-}
-
-// ---- ArtifactServer ---------------------------------------------------------------------------
-
-ArtifactServer::ArtifactServer(const Pki& pki, const Options& options)
-    : pki_(pki), dir_("ota-nginx"), root_(dir_ / "root") {
-    fs::create_directories(root_);
-    fs::create_directories(dir_ / "tmp");
-    const auto conf = dir_ / "nginx.conf";
-    const auto log_file = dir_ / "nginx.log";
-    const auto pid_file = dir_ / "nginx.pid";
-    for (int attempt = 1;; ++attempt) {
-        port_ = free_port();
-        // The config comes from the same script the demo uses.
-        std::vector<std::string> argv{(source_dir() / "scripts" / "render-nginx-config").string(), "--port",
-                                      std::to_string(port_), "--cert", pki_.cert("artifacts").string(), "--key",
-                                      pki_.key("artifacts").string(), "--root", root_.string(), "--prefix",
-                                      dir_.path().string(), "--error-log", "stderr"};
-        for (const auto& d : options.http) argv.insert(argv.end(), {"--http", d});
-        for (const auto& d : options.server) argv.insert(argv.end(), {"--server", d});
-        for (const auto& [prefix, d] : options.locations) argv.insert(argv.end(), {"--location", prefix, d});
-        auto rendered = run(argv, 10s);
-        if (rendered.exit_code != 0) fail("scripts/render-nginx-config failed: " + rendered.err);
-        write_file(conf, rendered.out);
-        std::error_code ec;
-        fs::remove(pid_file, ec);
-        const auto offset = read_file_or_empty(log_file).size();
-        proc_ = std::make_unique<Process>(
-            std::vector<std::string>{find_tool("nginx"), "-p", dir_.path().string(), "-c", conf.string(), "-e", "stderr"},
-            log_file);
-        // The pid file is written after the listening socket is bound.
-        const bool up = wait_until([&] { return proc_->running() && fs::exists(pid_file) && port_accepts(port_); }, 10s);
-        if (up) return;
-        proc_->stop(1s);
-        proc_.reset();
-        const auto text = read_file_or_empty(log_file).substr(offset);
-        if (attempt < 3 && text.find("Address already in use") != std::string::npos) continue;
-        fail("nginx did not start on 127.0.0.1:" + std::to_string(port_) + " within 10 s; log tail:\n" + tail(text));
-    }
-}
-
-ArtifactServer::~ArtifactServer() {
-    if (proc_) proc_->stop(5s);
-}
-
-std::string ArtifactServer::url(std::string_view path) const {
-    while (!path.empty() && path.front() == '/') path.remove_prefix(1);
-    return "https://127.0.0.1:" + std::to_string(port_) + "/" + std::string(path);
-}
-
-std::string ArtifactServer::log() const { return read_file_or_empty(dir_ / "nginx.log"); }
-
-std::string ArtifactServer::access_log() const { return read_file_or_empty(dir_ / "access.log"); }
-
-// ---- mosquitto clients ------------------------------------------------------------------------
-
-namespace {
-std::vector<std::string> client_args(const std::string& tool, const Broker& broker, const Pki& pki, std::string_view who) {
-    std::vector<std::string> a{tool, "-h", "127.0.0.1", "-p", std::to_string(broker.port()), "--cafile", pki.ca().string()};
-    if (!who.empty()) {
-        a.insert(a.end(), {"--cert", pki.cert(who).string(), "--key", pki.key(who).string()});
-    }
-    return a;
-}
-}  // namespace
-
-RunResult mosquitto_pub(const Broker& broker, const Pki& pki, std::string_view who, std::string_view topic,
-                        std::string_view payload, bool retain, int qos) {
-    auto a = client_args("mosquitto_pub", broker, pki, who);
-    // The payload goes through stdin (-s), so any bytes can be sent.
-    a.insert(a.end(), {"-t", std::string(topic), "-q", std::to_string(qos), "-s"});
-    if (retain) a.emplace_back("-r");
-    return run(a, 10s, {}, std::string(payload));
-}
-
-Subscriber::Subscriber(const Broker& broker, const Pki& pki, std::string_view who, std::string_view topic,
-                       std::chrono::milliseconds ready_timeout)
-    : dir_("ota-sub") {
-    // -d prints the protocol exchange (SUBACK, and each PUBLISH with its payload length), which
-    // tells when the subscription is in place and delimits payloads exactly. mosquitto_sub flushes
-    // stdout only after a message, so stdbuf makes it line-buffered for the SUBACK to show.
-    auto a = client_args("mosquitto_sub", broker, pki, who);
-    a.insert(a.begin(), {"stdbuf", "-oL"});
-    a.insert(a.end(), {"-t", std::string(topic), "-q", "1", "-v", "-d"});
-    proc_ = std::make_unique<Process>(a, dir_ / "sub.log");
-    wait_until(
-        [this] {
-            if (!proc_->running()) return true;
-            const auto text = proc_->log();
-            const auto pos = text.find("Subscribed (mid: ");
-            if (pos == std::string::npos) return false;
-            const auto colon = text.find("): ", pos);
-            const auto nl = text.find('\n', pos);
-            if (colon == std::string::npos || nl == std::string::npos) return false;
-            subscribed_ = std::atoi(text.c_str() + colon + 3) < 128;  // 0x80: refused
-            return true;
-        },
-        ready_timeout, 5ms);
-}
-
-Subscriber::~Subscriber() {
-    if (proc_) proc_->stop(2s);
-}
-
-std::string Subscriber::log() const { return proc_->log(); }
-
-Received Subscriber::parse() const {
-    Received r;
-    const std::string text = proc_->log();
-    const std::string marker = " received PUBLISH (";
-    std::size_t pos = 0;
-    while (pos < text.size()) {
-        auto nl = text.find('\n', pos);
-        if (nl == std::string::npos) break;  // a line still being written
-        const std::string line = text.substr(pos, nl - pos);
-        const auto m = line.find(marker);
-        if (line.rfind("Client ", 0) == 0 && m != std::string::npos) {
-            // Client <id> received PUBLISH (d0, q1, r1, m1, '<topic>', ... (<n> bytes))
-            const auto q1 = line.find('\'', m);
-            const auto q2 = line.rfind("', ... (");
-            const auto nb = line.rfind('(');
-            if (q1 == std::string::npos || q2 == std::string::npos || q2 <= q1) {
-                pos = nl + 1;
-                continue;
-            }
-            const std::string topic = line.substr(q1 + 1, q2 - q1 - 1);
-            const auto size = static_cast<std::size_t>(std::strtoull(line.c_str() + nb + 1, nullptr, 10));
-            // The -v line "<topic> <payload>\n" follows, possibly after other debug lines.
-            std::size_t p = nl + 1;
-            bool found = false;
-            while (p < text.size()) {
-                if (text.compare(p, topic.size() + 1, topic + " ") == 0 && p + topic.size() + 1 + size <= text.size()) {
-                    r.messages.emplace_back(topic, text.substr(p + topic.size() + 1, size));
-                    const auto end = p + topic.size() + 1 + size;
-                    pos = end < text.size() && text[end] == '\n' ? end + 1 : end;
-                    found = true;
-                    break;
-                }
-                const auto next = text.find('\n', p);
-                if (next == std::string::npos || text.compare(p, 7, "Client ") != 0) break;
-                p = next + 1;
-            }
-            if (!found) break;  // its payload is not all written yet
-            continue;
-        }
-        if (line.rfind("Client ", 0) != 0 && line.rfind("Subscribed (", 0) != 0) r.err += line + "\n";
-        pos = nl + 1;
-    }
-    r.exit_code = stopped_by_us_ ? 0 : exit_code_;
-    return r;
-}
-
-Received Subscriber::wait(std::size_t count, std::chrono::milliseconds timeout) {
-    wait_until([&] { return !proc_->running() || parse().messages.size() >= count; }, timeout, 10ms);
-    if (!proc_->running() && !stopped_by_us_) exit_code_ = proc_->stop(0ms);
-    return parse();
-}
-
-Received Subscriber::stop() {
-    if (proc_->running()) {
-        stopped_by_us_ = true;
-        proc_->stop(2s);
-    } else if (!stopped_by_us_) {
-        exit_code_ = proc_->stop(0ms);
-    }
-    return parse();
-}
-
-Received mosquitto_sub(const Broker& broker, const Pki& pki, std::string_view who, std::string_view topic, int count,
-                       std::chrono::milliseconds duration) {
-    Subscriber s(broker, pki, who, topic);
-    if (s.subscribed()) s.wait(count > 0 ? static_cast<std::size_t>(count) : SIZE_MAX, duration);
-    return s.stop();
-}
 
 }  // namespace ota::testkit

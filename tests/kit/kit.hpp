@@ -89,12 +89,14 @@ private:
 };
 
 // A dev PKI made by scripts/make-dev-certs into `dir`: a CA, the broker and the artifact server
-// (SAN localhost, 127.0.0.1, ::1), ci, controller, operator, and devices device-001..N.
-// Every identity X has dir/X.pem (certificate) and dir/X.key (private key, 0600); dir/ca.pem is
-// the CA. The CN is the identity's name, which the broker takes as the MQTT user name.
+// (SAN localhost, 127.0.0.1, ::1 and any extra names), ci, controller, operator, and devices
+// device-001..N. Every identity X has dir/X.pem (certificate) and dir/X.key (private key, 0600);
+// dir/ca.pem is the CA, dir/crl.pem its revocation list (the broker's crlfile). The CN is the
+// identity's name, which the broker takes as the MQTT user name.
 struct Pki {
     fs::path dir;
     [[nodiscard]] fs::path ca() const { return dir / "ca.pem"; }
+    [[nodiscard]] fs::path crl() const { return dir / "crl.pem"; }
     [[nodiscard]] fs::path cert(std::string_view who) const;
     [[nodiscard]] fs::path key(std::string_view who) const;
 };
@@ -103,6 +105,32 @@ struct Pki {
 // Thread-safe.
 [[nodiscard]] const Pki& shared_pki(int devices = 3);
 
+// A PKI of its own in `dir` (which the caller owns), for tests that revoke certificates, need a
+// second CA, or extra server names: scripts/make-dev-certs DIR --devices N [--san S]...
+struct PkiOptions {
+    int devices{3};
+    std::vector<std::string> sans;  // "IP:10.78.1.1", "DNS:broker.site": added to broker and artifacts
+};
+[[nodiscard]] Pki make_pki(const fs::path& dir, const PkiOptions& options = {});
+
+// Revoke `who` with scripts/revoke-device (CRL written again; broker_pid > 0: SIGHUP to it).
+// Returns the script's result.
+RunResult revoke(const Pki& pki, std::string_view who, int broker_pid = 0);
+
+// A server certificate variant signed by `pki`'s CA, written to dir/<name>.pem and dir/<name>.key,
+// with openssl ca (a throw-away CA database, so the PKI's CRL is untouched). Dates are openssl's
+// YYYYMMDDHHMMSSZ; empty means from now for a day. For tests of certificates that must be refused.
+struct CertOptions {
+    std::vector<std::string> sans{"DNS:localhost", "IP:127.0.0.1"};
+    std::string not_before;  // e.g. "20200101000000Z"
+    std::string not_after;   // e.g. "20200102000000Z" (expired)
+};
+struct CertFiles {
+    fs::path cert, key;
+};
+[[nodiscard]] CertFiles issue_server_cert(const Pki& pki, const fs::path& dir, std::string_view name,
+                                          const CertOptions& options = {});
+
 // A real Mosquitto with the project's broker-config (mosquitto.conf rendered for the test:
 // TLS listener with require_certificate + use_identity_as_username, the project's ACL file,
 // persistence into the temp dir) on a free loopback port.
@@ -110,6 +138,9 @@ struct BrokerOptions {
     // Non-empty: also the simulation listener for ota-fleet-sim (render-broker-config
     // --sim-listener): plain TCP on 127.0.0.1:sim_port(), user name + password from this file.
     fs::path password_file;
+    // The TLS listener's address (an IPv4 address of this namespace), e.g. the cloud side of a
+    // NatSite (kit_net.hpp); the broker certificate must name it (PkiOptions::sans).
+    std::string bind_address{"127.0.0.1"};
 };
 class Broker {
 public:
@@ -118,11 +149,16 @@ public:
     Broker(const Broker&) = delete;
     Broker& operator=(const Broker&) = delete;
     [[nodiscard]] int port() const { return port_; }
-    [[nodiscard]] std::string url() const;  // "mqtts://127.0.0.1:<port>"
+    [[nodiscard]] std::string url() const;  // "mqtts://<bind address>:<port>"
+    [[nodiscard]] const std::string& host() const { return options_.bind_address; }
+    [[nodiscard]] int pid() const;  // the running mosquitto's PID (-1 when stopped)
     [[nodiscard]] int sim_port() const { return sim_port_; }  // 0 without BrokerOptions::password_file
     [[nodiscard]] std::string log() const;
     // Stop and start again on the same port with the same persistence (retained messages kept).
     void restart();
+    // kill -9 (nothing saved on the way out: what persistence wrote last survives), then start
+    // again on the same port.
+    void crash_restart();
     void stop();
 
 private:
@@ -146,6 +182,13 @@ public:
         // location prefix -> its directives, e.g. {"/norange/", "max_ranges 0;"} (files under
         // root()/norange/ are then served without Range support)
         std::vector<std::pair<std::string, std::string>> locations;
+        // The listening address (an IPv4 address of this namespace), e.g. the cloud side of a
+        // NatSite; url() uses it. The certificate must name it.
+        std::string listen_address{"127.0.0.1"};
+        // Parameters of the listen directive, e.g. "sndbuf=32k".
+        std::string listen_params;
+        // Another certificate and key than the PKI's `artifacts` (issue_server_cert, another Pki).
+        fs::path cert, key;
     };
     explicit ArtifactServer(const Pki& pki) : ArtifactServer(pki, Options{}) {}
     ArtifactServer(const Pki& pki, const Options& options);
@@ -154,7 +197,7 @@ public:
     ArtifactServer& operator=(const ArtifactServer&) = delete;
     [[nodiscard]] int port() const { return port_; }
     [[nodiscard]] const fs::path& root() const { return root_; }
-    [[nodiscard]] std::string url(std::string_view path) const;  // "https://127.0.0.1:<port>/<path>"
+    [[nodiscard]] std::string url(std::string_view path) const;  // "https://<listen address>:<port>/<path>"
     [[nodiscard]] std::string log() const;
     // nginx's access log (one line per request: "... \"GET /path HTTP/1.1\" status bytes ...").
     [[nodiscard]] std::string access_log() const;
@@ -163,6 +206,7 @@ private:
     const Pki& pki_;
     TempDir dir_;
     fs::path root_;
+    std::string host_;
     int port_{0};
     std::unique_ptr<Process> proc_;
 };

@@ -56,8 +56,15 @@ struct Request {
     // Consecutive attempts without progress before giving up. An attempt is progress when it adds
     // at least min_progress() bytes (low_speed_limit * low_speed_time) beyond the most ever on
     // disk in this call: a link that drops every few MiB still completes with resume, while one
-    // that never advances (or a server that ignores Range and is cut each time) gives up.
+    // that never advances (or a server that ignores Range and is cut each time) gives up. When
+    // the server says the object changed (other validators, 416) progress counts from zero again.
+    // At most 100,000 attempts in all.
     int max_attempts{5};
+    // ...and only once at least this long has passed without progress (since the call started or
+    // the last attempt that made progress): a link that is down for a while (attempts then fail at
+    // once, "no route to host") is waited out with backoff instead of using the budget up in
+    // seconds. 0: max_attempts alone decides.
+    std::chrono::seconds retry_window{600};
     // The whole call, all attempts and backoffs: past it, download_stalled.
     std::chrono::seconds total_deadline{6 * 3600};
     std::chrono::milliseconds backoff_min{500};

@@ -168,6 +168,9 @@ public:
     // One HTTP request, resuming from the bytes of `part` when there are any, ended after
     // `deadline` at the latest.
     Outcome run(CURL* h, std::chrono::milliseconds deadline);
+    // The server said the object is another one than the partial file's (200 or 206 with other
+    // validators, 416): the bytes on disk were discarded, so progress counts from zero again.
+    [[nodiscard]] bool object_changed() const { return object_changed_; }
 
 private:
     static std::size_t on_header(char* data, std::size_t size, std::size_t n, void* self);
@@ -180,14 +183,17 @@ private:
     bool stop(Next next, Error error);
     bool remember_validators();
     Outcome curl_failure(CURLcode rc, Clock::duration elapsed, std::chrono::milliseconds deadline) const;
+    bool redirect_allowed(std::string_view location);
 
     const Request& req_;
+    CURL* handle_{nullptr};
     PartFile& part_;
     Sidecar& sidecar_;
     Result& result_;
     ProgressReporter& progress_;
     ResponseHeaders headers_;
     bool judged_{false};
+    bool object_changed_{false};
     std::optional<Outcome> abort_;
     std::uint64_t range_from_{0};
     std::uint64_t known_total_{0};

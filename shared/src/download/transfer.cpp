@@ -16,9 +16,11 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cctype>
 
 #include "internal.hpp"
 #include "ota/build_info.hpp"
+#include "ota/json.hpp"
 
 namespace ota::download::detail {
 namespace {
@@ -76,12 +78,14 @@ void ProgressReporter::update(std::uint64_t bytes) {
 Outcome Transfer::run(CURL* h, std::chrono::milliseconds deadline) {
     headers_ = ResponseHeaders{};
     judged_ = false;
+    object_changed_ = false;
     abort_.reset();
     range_from_ = 0;
     errbuf_[0] = '\0';
     last_byte_ = Clock::now();
 
     curl_easy_reset(h);
+    handle_ = h;
     std::string validator = sidecar_.validator();
     if (part_.size() > 0 && validator.empty()) {
         // Without a validator a resumed object could be another one: start over.
@@ -157,8 +161,60 @@ Outcome Transfer::run(CURL* h, std::chrono::milliseconds deadline) {
 // libcurl calls these from C: nothing may propagate out of them.
 std::size_t Transfer::on_header(char* data, std::size_t size, std::size_t n, void* self_ptr) {
     auto* self = static_cast<Transfer*>(self_ptr);
-    parse_header_line(std::string_view(data, size * n), self->headers_);
+    const std::string_view line(data, size * n);
+    parse_header_line(line, self->headers_);
+    constexpr std::string_view location = "location:";
+    const auto status = self->headers_.status;
+    if (status >= 300 && status <= 399 && line.size() > location.size() &&
+        std::equal(location.begin(), location.end(), line.begin(),
+                   [](char a, char b) { return a == std::tolower(static_cast<unsigned char>(b)); })) {
+        try {
+            if (!self->redirect_allowed(trim(line.substr(location.size())))) return 0;  // ends the transfer
+        } catch (const std::exception& e) {
+            self->abort_ = Outcome{Next::give_up, {ErrorCode::internal, self->req_.url + ": " + e.what()}};
+            return 0;
+        }
+    }
     return size * n;
+}
+
+namespace {
+// "https://host:port" of `target` resolved against `base` (lowercase), or empty when either is
+// not a URL.
+std::string origin(const std::string& base, std::string_view target) {
+    CURLU* u = curl_url();
+    if (!u) return {};
+    std::string out;
+    char *scheme = nullptr, *host = nullptr, *port = nullptr;
+    if (curl_url_set(u, CURLUPART_URL, base.c_str(), 0) == CURLUE_OK &&
+        (target.empty() || curl_url_set(u, CURLUPART_URL, std::string(target).c_str(), 0) == CURLUE_OK) &&
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK && curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK) {
+        out = std::string(scheme) + "://" + host + ":" + port;
+        for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    }
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(port);
+    curl_url_cleanup(u);
+    return out;
+}
+}  // namespace
+
+// Redirects are followed only within the artifact server the release names (same scheme, host
+// and port): the device's client certificate and its Range/If-Range headers go nowhere else, and
+// a redirect cannot move a download to plain http:// or to a host nobody vouched for.
+bool Transfer::redirect_allowed(std::string_view location) {
+    char* effective = nullptr;
+    if (handle_) curl_easy_getinfo(handle_, CURLINFO_EFFECTIVE_URL, &effective);
+    const auto from = origin(req_.url, {});
+    const auto to = origin(effective ? std::string(effective) : req_.url, location);
+    if (!from.empty() && to == from) return true;
+    abort_ = Outcome{Next::give_up,
+                     {ErrorCode::download_failed, req_.url + ": redirect to " + printable(location, 200) +
+                                                      " refused (not retried): artifacts are fetched only from " +
+                                                      (from.empty() ? req_.url : from)}};
+    return false;
 }
 
 std::size_t Transfer::on_write(char* data, std::size_t size, std::size_t n, void* self_ptr) {
@@ -231,6 +287,8 @@ bool Transfer::judge() {
     const std::string where = req_.url + ": HTTP " + std::to_string(status);
     if (status == 200) {
         if (part_.size() > 0) {  // Range ignored, or If-Range says the object changed
+            // Other validators: another object. The same ones: a server that ignores Range.
+            object_changed_ = headers_.etag != sidecar_.etag || headers_.last_modified != sidecar_.last_modified;
             if (auto t = part_.truncate(); !t) return stop(Next::give_up, t.error());
             ++result_.restarts_from_zero;
             progress_.restarted();
@@ -255,6 +313,7 @@ bool Transfer::judge() {
         const bool other_object = !headers_.etag.empty() && !sidecar_.etag.empty() && headers_.etag != sidecar_.etag;
         if (cr->first != range_from_ || other_object) {
             // Not the continuation of our bytes: start over rather than join two objects.
+            object_changed_ = other_object;
             if (auto t = part_.truncate(); !t) return stop(Next::give_up, t.error());
             ++result_.restarts_from_zero;
             progress_.restarted();
@@ -266,6 +325,7 @@ bool Transfer::judge() {
         return remember_validators();
     }
     if (status == 416) {  // the partial file is longer than the object: start over
+        object_changed_ = true;
         if (auto t = part_.truncate(); !t) return stop(Next::give_up, t.error());
         ++result_.restarts_from_zero;
         progress_.restarted();

@@ -55,6 +55,7 @@ int main(int argc, char** argv) {
     r.deadline = std::chrono::seconds(num("deadline", 3600));
     r.total_deadline = std::chrono::seconds(num("total-deadline", 6 * 3600));
     r.max_attempts = static_cast<int>(num("attempts", 5));
+    r.retry_window = std::chrono::seconds(num("retry-window", 0));
     r.backoff_min = std::chrono::milliseconds(50);
     r.backoff_max = std::chrono::milliseconds(500);
 
