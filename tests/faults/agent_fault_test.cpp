@@ -152,7 +152,7 @@ protected:
     // Remove a retained message (an empty retained publish, mosquitto_pub -n). The fixture's
     // clear_retained() cannot: mosquitto_pub -s refuses an empty stdin ("Zero length input").
     void clear(const std::string& who, const std::string& topic) {
-        auto r = kit::run({"mosquitto_pub", "-h", "127.0.0.1", "-p", std::to_string(broker->port()), "--cafile",
+        auto r = kit::run({"mosquitto_pub", "-h", broker->host(), "-p", std::to_string(broker->port()), "--cafile",
                            pki.ca().string(), "--cert", pki.cert(who).string(), "--key", pki.key(who).string(), "-t",
                            topic, "-q", "1", "-r", "-n"});
         ASSERT_EQ(r.exit_code, 0) << r.err;
