@@ -1,7 +1,7 @@
 // ota-agent through whole update runs on a failing disk (the iofault shim, LD_PRELOAD): a `file`
-// release is offered, the agent runs once with the Nth write / fsync / rename under its state
-// directory or under the install target failing with ENOSPC or EIO, for N swept over the calls
-// a clean run makes there. After each faulted run: the live files are the old version or the
+// or `archive` release is offered, the agent runs once with the Nth write / fsync / rename under
+// its staging dir, its agent.db or the install target failing with ENOSPC or EIO, for N swept
+// over the calls a clean run makes there. After each faulted run: the live files are the old version or the
 // complete new one (never a part), the retained status names the failure with its documented
 // code (disk_full / io_error) or says succeeded, the inventory agrees, the agent exited with a
 // documented status (no signal); then a fault-free rerun (after the operator's `retry`) installs
