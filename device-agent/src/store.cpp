@@ -101,7 +101,8 @@ Expected<std::unique_ptr<Store>> Store::open(const std::filesystem::path& file) 
         }
         return std::unique_ptr<Store>(new Store(std::move(impl)));
     } catch (const SQLite::Exception& e) {
-        return fail(ErrorCode::io_error, "agent state " + file.string() + ": " + e.what());
+        return fail(e.getErrorCode() == SQLITE_FULL ? ErrorCode::disk_full : ErrorCode::io_error,
+                    "agent state " + file.string() + ": " + e.what());
     }
 }
 

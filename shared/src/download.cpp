@@ -216,9 +216,11 @@ Expected<Result> fetch(const Request& req) {
         return fail(ErrorCode::size_mismatch, req.url + ": " + std::to_string(part.size()) +
                                                   " bytes received, the declared size is " + std::to_string(req.expected_size));
     }
-    if (::rename(part_file.c_str(), req.dest.c_str()) != 0)
-        return fail(ErrorCode::io_error, "cannot rename " + part_file.string() + " to " + req.dest.string() + ": " +
-                                             detail::errno_text(errno));
+    if (::rename(part_file.c_str(), req.dest.c_str()) != 0) {
+        const int err = errno;
+        return fail(err == ENOSPC || err == EDQUOT ? ErrorCode::disk_full : ErrorCode::io_error,
+                    "cannot rename " + part_file.string() + " to " + req.dest.string() + ": " + detail::errno_text(err));
+    }
     remove_quietly(side_file);
     if (auto s = fsync_dir(dir); !s) return std::unexpected(s.error());
 

@@ -12,8 +12,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// A full disk (ENOSPC, EDQUOT: also from fsync and rename) is disk_full; anything else io_error.
 std::unexpected<Error> io_fail(std::string_view what, const fs::path& path, int err) {
-    return fail(ErrorCode::io_error, std::string(what) + " " + path.string() + ": " + std::strerror(err));
+    const auto code = (err == ENOSPC || err == EDQUOT) ? ErrorCode::disk_full : ErrorCode::io_error;
+    return fail(code, std::string(what) + " " + path.string() + ": " + std::strerror(err));
 }
 
 // Closes a descriptor on scope exit.

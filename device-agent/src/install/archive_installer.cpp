@@ -173,8 +173,11 @@ Expected<void> unpack(const fs::path& artifact, const fs::path& root) {
     const auto what = artifact.string();
     auto lib_fail = [&](archive* a, const std::string& doing) {
         const char* msg = archive_error_string(a);
-        return fail(ErrorCode::install_failed,
-                    "archive install: " + doing + ": " + (msg != nullptr ? msg : "libarchive error"));
+        const int err = archive_errno(a);
+        const auto code = err == ENOSPC || err == EDQUOT ? ErrorCode::disk_full
+                          : err == EIO                   ? ErrorCode::io_error
+                                                         : ErrorCode::install_failed;
+        return fail(code, "archive install: " + doing + ": " + (msg != nullptr ? msg : "libarchive error"));
     };
     if (archive_read_open_filename(in.get(), artifact.c_str(), 1 << 16) != ARCHIVE_OK)
         return lib_fail(in.get(), "opening " + what);
@@ -242,7 +245,8 @@ Expected<void> unpack(const fs::path& artifact, const fs::path& root) {
                 const int rr = archive_read_data_block(in.get(), &block, &size, &offset);
                 if (rr == ARCHIVE_EOF) break;
                 if (rr < ARCHIVE_WARN) return lib_fail(in.get(), "reading '" + name + "' from " + what);
-                if (archive_write_data_block(out.get(), block, size, offset) < ARCHIVE_WARN)
+                // libarchive reports a failed write(2) (ENOSPC, EIO) as ARCHIVE_WARN: not a warning here.
+                if (archive_write_data_block(out.get(), block, size, offset) != ARCHIVE_OK)
                     return lib_fail(out.get(), "writing '" + name + "'");
             }
         }

@@ -56,7 +56,7 @@ struct Sidecar {
 
 [[nodiscard]] std::string to_json(const Sidecar& s);
 [[nodiscard]] std::optional<Sidecar> read_sidecar(const fs::path& path);
-// Write the sidecar atomically; a full disk is disk_full (files.hpp says io_error).
+// Write the sidecar atomically; a full disk is disk_full (files.hpp maps ENOSPC/EDQUOT itself too).
 [[nodiscard]] Expected<void> write_sidecar(const fs::path& dest, const Sidecar& s);
 
 // Resume what is on disk only when the sidecar says it is this request's object and records a
