@@ -44,8 +44,14 @@ std::string Agent::Impl::status_payload(const std::string& component, const std:
 void Agent::Impl::report(const std::string& component, const std::string& version, const std::string& rollout, Reported stage,
                          std::optional<int> progress, const std::optional<Error>& error) {
     const auto payload = status_payload(component, version, rollout, stage, progress, error);
-    if (auto q = store->enqueue(topics.status(cfg.device_id, component), payload, true); !q)
-        log.error("cannot queue a status report", {{"error", q.error().message}});
+    if (auto q = store->enqueue(topics.status(cfg.device_id, component), payload, true); !q) {
+        // The outbox is in the state database: when that cannot be written (a full or failing
+        // disk), the report goes out directly if it can, so the device does not fall silent.
+        log.error("cannot queue a status report; sending it directly", {{"error", q.error().describe()}});
+        if (client && client->connected())
+            if (auto p = client->publish(topics.status(cfg.device_id, component), payload, 1, true, 5s); !p)
+                log.warn("status report not sent", {{"error", p.error().message}});
+    }
     statuses[component] = payload;
     // Rejections follow input from outside: a flood of bad offers is logged a few times a minute.
     std::uint64_t held = 0;

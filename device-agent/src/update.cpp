@@ -59,7 +59,12 @@ void Agent::Impl::run_update(const std::string& component) {
         const int entries = static_cast<int>(int_field(j["entries"], stage_name).value_or(0)) + 1;
         j["entries"][stage_name] = entries;
         if (auto w = store->put_journal(component, j); !w) {
+            // Nothing more is done without a journal; the step in the stored one runs again at the
+            // next start (every step is idempotent). Said now, so the device does not look busy.
             log.error("cannot write the journal", {{"error", w.error().message}});
+            const auto* manifest = field(parse_json(str_or(j, "envelope"), "journal").value_or(json()), "manifest");
+            report(component, manifest ? str_or(*manifest, "version") : std::string(), str_or(j, "rollout"), Reported::failed,
+                   std::nullopt, w.error().with_context("cannot write the journal at step " + stage_name + "; resumed at the next start"));
             return;
         }
         const auto accepted = parse_utc(str_or(j, "accepted_at"));
