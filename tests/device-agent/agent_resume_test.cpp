@@ -23,7 +23,9 @@ protected:
     static void SetUpTestSuite() {
         AgentTest::SetUpTestSuite();
         try {
-            server = std::make_unique<kit::ArtifactServer>(kit::shared_pki(), kit::ArtifactServer::Options{{}, {}, kLocations});
+            kit::ArtifactServer::Options options;
+            options.locations = kLocations;
+            server = std::make_unique<kit::ArtifactServer>(kit::shared_pki(), options);
         } catch (const std::exception& e) {
             setup_error = e.what();
         }
