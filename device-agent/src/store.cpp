@@ -3,6 +3,7 @@
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <sqlite3.h>
 
+#include <cerrno>
 #include <mutex>
 
 #include "ota/time.hpp"
@@ -50,6 +51,14 @@ void upsert_kv(SQLite::Database& db, const std::string& key, const std::string& 
     q.exec();
 }
 
+// SQLite names a full disk SQLITE_FULL only where it knows; ENOSPC on its -shm, -wal or -journal
+// files comes as SQLITE_IOERR ("disk I/O error"). The errno of the failed call tells.
+ErrorCode storage_error(const SQLite::Exception& e, SQLite::Database* db) {
+    if (e.getErrorCode() == SQLITE_FULL) return ErrorCode::disk_full;
+    const int err = db ? sqlite3_system_errno(db->getHandle()) : 0;
+    return err == ENOSPC || err == EDQUOT ? ErrorCode::disk_full : ErrorCode::io_error;
+}
+
 }  // namespace
 
 struct Store::Impl {
@@ -70,9 +79,7 @@ struct Store::Impl {
                 return f();
             }
         } catch (const SQLite::Exception& e) {
-            const bool full = e.getErrorCode() == SQLITE_FULL;
-            return fail(full ? ErrorCode::disk_full : ErrorCode::io_error,
-                        "agent state " + file.string() + ": " + what + ": " + e.what());
+            return fail(storage_error(e, &db), "agent state " + file.string() + ": " + what + ": " + e.what());
         }
     }
 };
@@ -81,10 +88,11 @@ Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Store::~Store() = default;
 
 Expected<std::unique_ptr<Store>> Store::open(const std::filesystem::path& file) {
+    std::unique_ptr<Impl> impl;
     try {
         std::error_code ec;
         std::filesystem::create_directories(file.parent_path(), ec);
-        auto impl = std::make_unique<Impl>(file);
+        impl = std::make_unique<Impl>(file);
         impl->db.exec("PRAGMA journal_mode=WAL");
         impl->db.exec("PRAGMA synchronous=FULL");
         impl->db.exec("PRAGMA busy_timeout=5000");
@@ -101,8 +109,7 @@ Expected<std::unique_ptr<Store>> Store::open(const std::filesystem::path& file) 
         }
         return std::unique_ptr<Store>(new Store(std::move(impl)));
     } catch (const SQLite::Exception& e) {
-        return fail(e.getErrorCode() == SQLITE_FULL ? ErrorCode::disk_full : ErrorCode::io_error,
-                    "agent state " + file.string() + ": " + e.what());
+        return fail(storage_error(e, impl ? &impl->db : nullptr), "agent state " + file.string() + ": " + e.what());
     }
 }
 

@@ -185,6 +185,17 @@ std::optional<double> ObjectReader::opt_number(std::string_view key) {
     return v->get<double>();
 }
 
+std::optional<Timestamp> ObjectReader::utc(std::string_view key, bool required) {
+    const auto text = required ? std::optional<std::string>(str(key)) : opt_str(key);
+    if (!text || !ok()) return std::nullopt;
+    auto t = parse_utc(*text);
+    if (!t) {
+        fail(key, "expected a UTC time like 2026-03-10T12:00:00Z, got \"" + printable(*text, 80) + "\"");
+        return std::nullopt;
+    }
+    return *t;
+}
+
 std::map<std::string, std::string> ObjectReader::str_map(std::string_view key) {
     std::map<std::string, std::string> out;
     const auto* v = find(key, false, "an object of strings");

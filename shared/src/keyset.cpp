@@ -34,16 +34,6 @@ nlohmann::ordered_json key_json(const crypto::PublicKey& k) {
     return nlohmann::ordered_json{{"key_id", k.key_id()}, {"public_key", crypto::base64_encode(k.raw())}};
 }
 
-std::optional<Timestamp> read_time(ObjectReader& r, std::string_view key, bool required) {
-    const auto text = required ? std::optional<std::string>(r.str(key)) : r.opt_str(key);
-    if (!text || !r.ok()) return std::nullopt;
-    auto t = parse_utc(*text);
-    if (!t) {
-        r.fail(key, "expected a UTC time like 2026-03-10T12:00:00Z, got \"" + *text + "\"");
-        return std::nullopt;
-    }
-    return *t;
-}
 
 }  // namespace
 
@@ -82,8 +72,8 @@ Expected<Keyset> Keyset::from_json(const nlohmann::json& json) {
                                                        " is not supported (this build reads schema 1)");
     k.version = r.u64("version");
     if (r.ok() && k.version == 0) r.fail("version", "must be at least 1");
-    if (auto t = read_time(r, "created", true)) k.created = *t;
-    if (auto t = read_time(r, "expires", true)) k.expires = *t;
+    if (auto t = r.utc("created", true)) k.created = *t;
+    if (auto t = r.utc("expires", true)) k.expires = *t;
     if (r.ok() && k.expires <= k.created) r.fail("expires", "must be later than created");
     if (const auto* root = r.object("root", true); root && r.ok()) {
         auto key = read_key(*root, "keyset.root");
@@ -99,7 +89,7 @@ Expected<Keyset> Keyset::from_json(const nlohmann::json& json) {
         auto key = read_key((*keys)[i], path);
         if (!key) return std::unexpected(key.error());
         ObjectReader kr((*keys)[i], path, ErrorCode::keyset_invalid);
-        KeysetKey entry{std::move(*key), read_time(kr, "expires", false)};
+        KeysetKey entry{std::move(*key), kr.utc("expires", false)};
         if (!kr.ok()) return std::unexpected(*kr.error());
         if (!ids.insert(entry.key.key_id()).second) r.fail("keys", "key " + entry.key.key_id() + " is listed twice");
         k.keys.push_back(std::move(entry));

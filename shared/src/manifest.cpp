@@ -20,16 +20,6 @@ bool is_platform(std::string_view s) {
     });
 }
 
-void read_time(ObjectReader& r, std::string_view key, bool required, std::optional<Timestamp>& out) {
-    const auto text = required ? std::optional<std::string>(r.str(key)) : r.opt_str(key);
-    if (!text || !r.ok()) return;
-    auto t = parse_utc(*text);
-    if (!t) {
-        r.fail(key, "expected a UTC time like 2026-03-10T12:00:00Z, got \"" + *text + "\"");
-        return;
-    }
-    out = *t;
-}
 
 Expected<std::optional<Encryption>> read_encryption(ObjectReader& parent) {
     const auto* obj = parent.object("encryption", false);
@@ -191,9 +181,9 @@ Expected<Manifest> Manifest::from_json(const nlohmann::json& json) {
             if (!cr.ok()) return std::unexpected(*cr.error());
         }
         std::optional<Timestamp> created;
-        read_time(r, "created", true, created);
+        created = r.utc("created", true);
         if (created) m.created = *created;
-        read_time(r, "expires", false, m.expires);
+        m.expires = r.utc("expires", false);
         if (r.ok() && m.expires && *m.expires <= m.created) r.fail("expires", "must be later than created");
         m.rollback = r.boolean("rollback", false);
         m.key_id = r.str("key_id");

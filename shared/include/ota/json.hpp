@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ota/error.hpp"
+#include "ota/time.hpp"
 
 namespace ota {
 
@@ -50,6 +51,8 @@ public:
     [[nodiscard]] std::optional<std::uint64_t> opt_u64(std::string_view key);
     [[nodiscard]] std::int64_t i64(std::string_view key);
     [[nodiscard]] std::optional<double> opt_number(std::string_view key);  // any JSON number
+    // A UTC time like "2026-03-10T12:00:00Z" (nullopt when optional and absent, or on error).
+    [[nodiscard]] std::optional<Timestamp> utc(std::string_view key, bool required);
     // An object of strings ({"site": "plant-a"}); empty when absent.
     [[nodiscard]] std::map<std::string, std::string> str_map(std::string_view key);
     [[nodiscard]] bool boolean(std::string_view key, bool fallback);
