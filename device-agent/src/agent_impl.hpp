@@ -76,11 +76,15 @@ struct Agent::Impl {
 
     // Shared with the dispatch thread.
     std::mutex flush_mu;
+    std::set<std::int64_t> sent_unremoved;  // outbox ids sent but not removable (flush_mu)
     std::mutex presence_mu;
     std::chrono::steady_clock::time_point last_inventory{};
     std::chrono::steady_clock::time_point last_inventory_check{};
     std::string published_versions;
     std::uint64_t connects{0};
+    // Versions installed in this run that the state database could not record (a full disk):
+    // what recorded_version() says until a start records them.
+    std::map<std::string, std::string> unrecorded_installed;
 
     explicit Impl(AgentConfig c) : cfg(std::move(c)), topics(cfg.topic_prefix), inventory(cfg) {}
 
@@ -102,10 +106,13 @@ struct Agent::Impl {
     void report(const std::string& component, const std::string& version, const std::string& rollout, Reported stage,
                 std::optional<int> progress = std::nullopt, const std::optional<Error>& error = std::nullopt);
     void flush();
+    void send_direct(const std::string& component, const std::string& payload);
     nlohmann::ordered_json installed_versions();
     void publish_inventory();
     void inventory_tick(std::chrono::steady_clock::time_point now);
     std::optional<std::string> recorded_version(const std::string& component);
+    void remember_unrecorded(const std::string& component, const std::string& version);
+    void forget_unrecorded(const std::string& component);
 
     // offers.cpp
     void dispatch(const mqtt::Message& message);

@@ -11,14 +11,14 @@ using S = Stage;
 // Before the switch (activate) a failure leaves the old version untouched: failed. After it the
 // old version is put back: rolled_back. A failing activate is failed (its switch is atomic).
 constexpr std::array<Transition, 8> kTable{{
-    {S::downloading, R::downloading, S::verifying, std::nullopt, R::failed, R::failed},
-    {S::verifying, R::verifying, S::preparing, std::nullopt, R::failed, R::failed},
-    {S::preparing, R::installing, S::activating, std::nullopt, R::failed, R::failed},
-    {S::activating, std::nullopt, S::health_checking, S::self_restarting, R::failed, R::rolled_back},
-    {S::self_restarting, std::nullopt, S::health_checking, std::nullopt, R::rolled_back, R::rolled_back},
-    {S::health_checking, R::health_checking, S::committing, std::nullopt, R::rolled_back, R::rolled_back},
-    {S::committing, std::nullopt, std::nullopt, std::nullopt, R::rolled_back, R::rolled_back},
-    {S::rolling_back, std::nullopt, std::nullopt, std::nullopt, R::failed, R::failed},
+    {S::downloading, R::downloading, S::verifying, std::nullopt, R::failed, R::failed, false},
+    {S::verifying, R::verifying, S::preparing, std::nullopt, R::failed, R::failed, false},
+    {S::preparing, R::installing, S::activating, std::nullopt, R::failed, R::failed, false},
+    {S::activating, std::nullopt, S::health_checking, S::self_restarting, R::failed, R::rolled_back, false},
+    {S::self_restarting, std::nullopt, S::health_checking, std::nullopt, R::rolled_back, R::rolled_back, true},
+    {S::health_checking, R::health_checking, S::committing, std::nullopt, R::rolled_back, R::rolled_back, true},
+    {S::committing, std::nullopt, std::nullopt, std::nullopt, R::rolled_back, R::rolled_back, true},
+    {S::rolling_back, std::nullopt, std::nullopt, std::nullopt, R::failed, R::failed, true},
 }};
 
 constexpr std::array<std::string_view, 8> kStageNames{"downloading",     "verifying",       "preparing",  "activating",

@@ -25,6 +25,11 @@ struct Transition {
     std::optional<Stage> on_success_self;      // next step for the agent's own update, when different
     Reported final_on_failure;                 // what rolling_back reports when the step fails
     Reported final_on_crash_loop;              // ... when the agent keeps dying in it
+    // When the journal cannot be written as the step begins (a full or failing disk): true, go on
+    // from memory, since the new version may be live and finishing (health check, commit or
+    // rollback) is the way back to one whole version; false, stop with the old version live and
+    // report failed. The stored journal then names an earlier step, where a restart resumes.
+    bool on_unwritable_journal_go_on;
 };
 
 // The row of `stage`. Where a restart in each one resumes:

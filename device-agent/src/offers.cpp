@@ -148,7 +148,8 @@ void Agent::Impl::start_update(const std::string& component, const std::string& 
     j["entries"] = json::object();
     if (auto w = store->put_journal(component, j); !w) {
         log.error("cannot write the journal; update not started", {{"error", w.error().message}});
-        const auto* manifest = field(parse_json(envelope, "release").value_or(json()), "manifest");
+        const auto parsed = parse_json(envelope, "release").value_or(json());  // kept: `manifest` points into it
+        const auto* manifest = field(parsed, "manifest");
         report(component, manifest ? str_or(*manifest, "version") : std::string(), rollout, Reported::failed, std::nullopt,
                w.error().with_context("update not started: cannot write the journal"));
         return;

@@ -34,9 +34,12 @@ std::string Agent::Impl::status_payload(const std::string& component, const std:
     j["stage"] = std::string(to_string(stage));
     if (progress) j["progress"] = *progress;
     if (error) j["error"] = {{"code", std::string(to_string(error->code))}, {"message", error->message}};
-    auto seq = store->next_seq();
-    if (!seq) log.error("cannot advance the status sequence", {{"error", seq.error().message}});
-    j["seq"] = seq ? *seq : 0;
+    const auto seq = store->next_seq();
+    std::uint64_t held = 0;
+    if (seq.unreserved && input_log.allow("seq unreserved", std::chrono::steady_clock::now().time_since_epoch(), held))
+        log.error("cannot reserve status sequence numbers; counting on from memory",
+                  {{"error", seq.unreserved->describe()}, {"held_back", std::to_string(held)}});
+    j["seq"] = seq.value;
     j["ts"] = format_utc(now_utc());
     return dump_safe(j);  // an error message quoting input bytes that are not UTF-8 is written replaced
 }
@@ -45,12 +48,11 @@ void Agent::Impl::report(const std::string& component, const std::string& versio
                          std::optional<int> progress, const std::optional<Error>& error) {
     const auto payload = status_payload(component, version, rollout, stage, progress, error);
     if (auto q = store->enqueue(topics.status(cfg.device_id, component), payload, true); !q) {
-        // The outbox is in the state database: when that cannot be written (a full or failing
-        // disk), the report goes out directly if it can, so the device does not fall silent.
-        log.error("cannot queue a status report; sending it directly", {{"error", q.error().describe()}});
-        if (client && client->connected())
-            if (auto p = client->publish(topics.status(cfg.device_id, component), payload, 1, true, 5s); !p)
-                log.warn("status report not sent", {{"error", p.error().message}});
+        std::uint64_t held = 0;
+        if (input_log.allow("outbox unwritable", std::chrono::steady_clock::now().time_since_epoch(), held))
+            log.error("cannot queue a status report; sending it directly",
+                      {{"error", q.error().describe()}, {"held_back", std::to_string(held)}});
+        send_direct(component, payload);
     }
     statuses[component] = payload;
     // Rejections follow input from outside: a flood of bad offers is logged a few times a minute.
@@ -65,21 +67,43 @@ void Agent::Impl::report(const std::string& component, const std::string& versio
     flush();
 }
 
+// The outbox is in the state database: when that cannot be written (a full or failing disk), a
+// report goes out directly if it can, so the device does not fall silent: after what the outbox
+// holds (older reports; status topics are retained, so the last one sent is what stands). Not
+// resent after a restart; its seq still orders it among the queued ones.
+void Agent::Impl::send_direct(const std::string& component, const std::string& payload) {
+    flush();
+    if (!client || !client->connected()) return;
+    if (auto p = client->publish(topics.status(cfg.device_id, component), payload, 1, true, 5s); !p)
+        log.warn("status report not sent", {{"error", p.error().message}});
+}
+
 // Send queued reports in order while connected; each leaves the outbox once acknowledged. Both
-// threads flush (the dispatch thread at connect): one at a time, so none is sent twice.
+// threads flush (the dispatch thread at connect): one at a time, so none is sent twice. A report
+// sent but not removable (the database cannot be written) is not sent again in this run (a later
+// report may have gone out directly since, and must stay the retained one); each flush tries to
+// remove it again.
 void Agent::Impl::flush() {
     if (!client || !client->connected()) return;
     std::lock_guard lock(flush_mu);
+    std::erase_if(sent_unremoved, [this](std::int64_t id) { return store->remove(id).has_value(); });
     for (int round = 0; round < 100; ++round) {
         auto items = store->pending(50);
         if (!items || items->empty()) return;
+        bool progressed = false;
         for (const auto& item : *items) {
+            if (sent_unremoved.contains(item.id)) continue;
             if (auto p = client->publish(item.topic, item.payload, 1, item.retain, 5s); !p) {
                 log.warn("report not acknowledged; kept in the outbox", {{"error", p.error().message}});
                 return;
             }
-            if (auto r = store->remove(item.id); !r) return;
+            progressed = true;
+            if (auto r = store->remove(item.id); !r) {
+                if (sent_unremoved.empty()) log.error("cannot remove a sent report from the outbox", {{"error", r.error().describe()}});
+                sent_unremoved.insert(item.id);
+            }
         }
+        if (!progressed) return;
     }
 }
 
@@ -126,7 +150,21 @@ void Agent::Impl::inventory_tick(std::chrono::steady_clock::time_point now) {
     if (published.empty() || dump_safe(installed_versions()) != published) publish_inventory();
 }
 
+void Agent::Impl::remember_unrecorded(const std::string& component, const std::string& version) {
+    std::lock_guard lock(presence_mu);
+    unrecorded_installed[component] = version;
+}
+
+void Agent::Impl::forget_unrecorded(const std::string& component) {
+    std::lock_guard lock(presence_mu);
+    unrecorded_installed.erase(component);
+}
+
 std::optional<std::string> Agent::Impl::recorded_version(const std::string& component) {
+    {
+        std::lock_guard lock(presence_mu);
+        if (auto u = unrecorded_installed.find(component); u != unrecorded_installed.end()) return u->second;
+    }
     auto v = store->get("installed/" + component);
     return v ? *v : std::nullopt;
 }

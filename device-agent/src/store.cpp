@@ -3,9 +3,12 @@
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <sqlite3.h>
 
+#include <charconv>
 #include <cerrno>
 #include <mutex>
+#include <system_error>
 
+#include "ota/json.hpp"
 #include "ota/time.hpp"
 
 namespace ota::agent {
@@ -51,12 +54,36 @@ void upsert_kv(SQLite::Database& db, const std::string& key, const std::string& 
     q.exec();
 }
 
-// SQLite names a full disk SQLITE_FULL only where it knows; ENOSPC on its -shm, -wal or -journal
-// files comes as SQLITE_IOERR ("disk I/O error"). The errno of the failed call tells.
-ErrorCode storage_error(const SQLite::Exception& e, SQLite::Database* db) {
+// SQLite names a full disk SQLITE_FULL only where it knows; ENOSPC on a write or fsync of its
+// -shm, -wal or -journal files comes as SQLITE_IOERR_* ("disk I/O error"). The errno of the
+// failed call tells: sqlite3_system_errno() where SQLite kept it, else `caught_errno`, errno as
+// the exception was caught (SQLite keeps none for a failed fsync; nothing between its failing
+// call and the catch sets errno).
+ErrorCode storage_error(const SQLite::Exception& e, SQLite::Database* db, int caught_errno) {
     if (e.getErrorCode() == SQLITE_FULL) return ErrorCode::disk_full;
-    const int err = db ? sqlite3_system_errno(db->getHandle()) : 0;
+    if (e.getErrorCode() != SQLITE_IOERR) return ErrorCode::io_error;
+    int err = db ? sqlite3_system_errno(db->getHandle()) : 0;
+    if (err == 0) err = caught_errno;
     return err == ENOSPC || err == EDQUOT ? ErrorCode::disk_full : ErrorCode::io_error;
+}
+
+// "what: disk I/O error (SQLite 1034, No space left on device)": the extended code and the
+// system error say which call failed and why.
+std::string storage_message(const SQLite::Exception& e, SQLite::Database* db, int caught_errno) {
+    std::string m = e.what();
+    if (e.getErrorCode() != SQLITE_IOERR) return m;
+    int err = db ? sqlite3_system_errno(db->getHandle()) : 0;
+    if (err == 0) err = caught_errno;
+    m += " (SQLite " + std::to_string(e.getExtendedErrorCode());
+    if (err != 0) m += ", " + std::generic_category().message(err);
+    return m + ")";
+}
+
+std::optional<std::uint64_t> parse_u64(const std::string& s) {
+    std::uint64_t v = 0;
+    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc{} || end != s.data() + s.size()) return std::nullopt;
+    return v;
 }
 
 }  // namespace
@@ -65,6 +92,10 @@ struct Store::Impl {
     std::filesystem::path file;
     SQLite::Database db;
     std::mutex mu;
+    // Status sequence numbers (next_seq): the next one to hand out and the highest reserved on
+    // disk; both 0 until the first call reads the reservation.
+    std::mutex seq_mu;
+    std::uint64_t seq_next{0}, seq_reserved{0};
     explicit Impl(const std::filesystem::path& f)
         : file(f), db(f.string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_FULLMUTEX) {}
 
@@ -79,7 +110,9 @@ struct Store::Impl {
                 return f();
             }
         } catch (const SQLite::Exception& e) {
-            return fail(storage_error(e, &db), "agent state " + file.string() + ": " + what + ": " + e.what());
+            const int caught = errno;
+            return fail(storage_error(e, &db, caught),
+                        "agent state " + file.string() + ": " + what + ": " + storage_message(e, &db, caught));
         }
     }
 };
@@ -109,7 +142,9 @@ Expected<std::unique_ptr<Store>> Store::open(const std::filesystem::path& file) 
         }
         return std::unique_ptr<Store>(new Store(std::move(impl)));
     } catch (const SQLite::Exception& e) {
-        return fail(storage_error(e, impl ? &impl->db : nullptr), "agent state " + file.string() + ": " + e.what());
+        const int caught = errno;
+        auto* db = impl ? &impl->db : nullptr;
+        return fail(storage_error(e, db, caught), "agent state " + file.string() + ": " + storage_message(e, db, caught));
     }
 }
 
@@ -151,19 +186,29 @@ Expected<void> Store::clear_journal(const std::string& component) {
     });
 }
 
-Expected<std::uint64_t> Store::next_seq() {
-    return impl_->guarded("advancing the status sequence", [&] {
-        SQLite::Transaction tx(impl_->db);
-        SQLite::Statement q(impl_->db, "SELECT value FROM kv WHERE key = 'seq'");
-        std::uint64_t seq = 1;
-        if (q.executeStep()) seq = std::stoull(q.getColumn(0).getString()) + 1;
-        SQLite::Statement u(impl_->db, "INSERT INTO kv (key, value) VALUES ('seq', ?) "
-                                       "ON CONFLICT(key) DO UPDATE SET value = excluded.value");
-        u.bind(1, std::to_string(seq));
-        u.exec();
-        tx.commit();
-        return seq;
-    });
+Store::Seq Store::next_seq() {
+    std::lock_guard lock(impl_->seq_mu);
+    Seq out;
+    if (impl_->seq_next == 0) {
+        // The first number of this run: above anything a previous run may have handed out.
+        auto stored = get("seq");
+        std::uint64_t last = 0;
+        if (!stored) out.unreserved = stored.error();
+        else if (*stored && !(**stored).empty()) {
+            if (auto v = parse_u64(**stored)) last = *v;
+            else out.unreserved = Error{ErrorCode::io_error, "agent state " + impl_->file.string() + ": the status sequence '" +
+                                                                 printable(**stored, 40) + "' is not a number; starting at 1"};
+        }
+        impl_->seq_next = last + 1;
+        impl_->seq_reserved = last;
+    }
+    out.value = impl_->seq_next++;
+    if (out.value > impl_->seq_reserved) {
+        const auto reserve = out.value - 1 + seq_block;
+        if (auto w = put("seq", std::to_string(reserve)); w) impl_->seq_reserved = reserve;
+        else out.unreserved = w.error();
+    }
+    return out;
 }
 
 Expected<std::int64_t> Store::enqueue(const std::string& topic, const std::string& payload, bool retain) {

@@ -2,7 +2,7 @@
 //   journal   the in-flight update of each component, written before each step runs
 //   outbox    status reports not yet acknowledged by the broker, in order
 //   applied   releases handled (component, version, sha256) so a release is applied once
-//   kv        small values: the status sequence counter, installed versions
+//   kv        small values: the status sequence reservation, installed versions
 // SQLiteCpp appears only in store.cpp.
 #pragma once
 
@@ -38,8 +38,17 @@ public:
     [[nodiscard]] Expected<void> put_journal(const std::string& component, const nlohmann::json& entry);
     [[nodiscard]] Expected<void> clear_journal(const std::string& component);
 
-    // Next status sequence number (persisted; strictly increasing across restarts).
-    [[nodiscard]] Expected<std::uint64_t> next_seq();
+    // The next status sequence number: strictly increasing, also across restarts. Numbers are
+    // handed out from memory and reserved on disk a block at a time (kv "seq" holds the highest
+    // number that may have been handed out; a start continues above it), so a report costs no
+    // write of its own and a disk that cannot take the reservation still gets increasing numbers
+    // (`unreserved` then says why they may repeat after a crash).
+    struct Seq {
+        std::uint64_t value{0};
+        std::optional<Error> unreserved;
+    };
+    static constexpr std::uint64_t seq_block = 1000;
+    [[nodiscard]] Seq next_seq();
     [[nodiscard]] Expected<std::int64_t> enqueue(const std::string& topic, const std::string& payload, bool retain);
     [[nodiscard]] Expected<std::vector<OutboxItem>> pending(int limit = 100);
     [[nodiscard]] Expected<void> remove(std::int64_t id);

@@ -44,28 +44,40 @@ json record_of(const json& j) { return j.is_object() && j.contains("record") ? j
 
 }  // namespace
 
+// The journal is read once; each step then works on it in memory and writes it before it runs.
+// When a write fails, the transition table says whether to stop (the old version live) or to go
+// on from memory (the new one may be live): journal.hpp, on_unwritable_journal_go_on.
 void Agent::Impl::run_update(const std::string& component) {
+    auto jr = store->journal(component);
+    if (!jr || !*jr) return;
+    json j = **jr;
+    if (!j.is_object()) {
+        log.error("journal entry unreadable; dropped", {{"component", component}});
+        (void)store->clear_journal(component);
+        return;
+    }
+    bool from_memory = false;
     for (int step = 0; step < 32; ++step) {
-        auto jr = store->journal(component);
-        if (!jr || !*jr) return;
-        json j = **jr;
-        if (!j.is_object()) {
-            log.error("journal entry unreadable; dropped", {{"component", component}});
-            (void)store->clear_journal(component);
-            return;
-        }
         const auto stage_name = str_or(j, "stage");
+        const auto stage = parse_stage(stage_name);
         if (!j["entries"].is_object()) j["entries"] = json::object();
         const int entries = static_cast<int>(int_field(j["entries"], stage_name).value_or(0)) + 1;
         j["entries"][stage_name] = entries;
         if (auto w = store->put_journal(component, j); !w) {
-            // Nothing more is done without a journal; the step in the stored one runs again at the
-            // next start (every step is idempotent). Said now, so the device does not look busy.
-            log.error("cannot write the journal", {{"error", w.error().message}});
-            const auto* manifest = field(parse_json(str_or(j, "envelope"), "journal").value_or(json()), "manifest");
-            report(component, manifest ? str_or(*manifest, "version") : std::string(), str_or(j, "rollout"), Reported::failed,
-                   std::nullopt, w.error().with_context("cannot write the journal at step " + stage_name + "; resumed at the next start"));
-            return;
+            if (!stage || !transition(*stage).on_unwritable_journal_go_on) {
+                // Nothing more is done without a journal; the step in the stored one runs again at
+                // the next start (every step is idempotent). Said now, so the device does not look busy.
+                log.error("cannot write the journal", {{"error", w.error().message}});
+                const auto parsed = parse_json(str_or(j, "envelope"), "journal").value_or(json());  // kept: `manifest` points into it
+                const auto* manifest = field(parsed, "manifest");
+                report(component, manifest ? str_or(*manifest, "version") : std::string(), str_or(j, "rollout"), Reported::failed,
+                       std::nullopt, w.error().with_context("cannot write the journal at step " + stage_name + "; resumed at the next start"));
+                return;
+            }
+            if (!from_memory)
+                log.error("cannot write the journal; finishing the update from memory",
+                          {{"step", stage_name}, {"error", w.error().message}});
+            from_memory = true;
         }
         const auto accepted = parse_utc(str_or(j, "accepted_at"));
         auto verified = open_envelope(str_or(j, "envelope"), journal_keys(), accepted ? *accepted : now_utc(), "journal of " + component);
@@ -76,7 +88,6 @@ void Agent::Impl::run_update(const std::string& component) {
         }
         Manifest m = verified->manifest;
         const auto rollout = str_or(j, "rollout");
-        const auto stage = parse_stage(stage_name);
         if (!stage) {
             log.error("unknown journal stage; rolling back", {{"component", component}, {"stage", printable(stage_name, 80)}});
             to_rollback(j, Reported::failed, {ErrorCode::internal, "unknown journal stage '" + printable(stage_name, 80) + "'"});
@@ -235,10 +246,21 @@ bool Agent::Impl::step_once(const std::string& component, const Manifest& m0, co
             if (auto done = store->complete(component, {0, topics.status(cfg.device_id, component), payload, true}, m.version,
                                             m.artifact.sha256, std::string(to_string(Reported::succeeded)), m.version);
                 !done) {
-                log.error("cannot record the finished update", {{"error", done.error().message}});
+                // The new version is live and passed its health check, but the state database
+                // cannot record that (a full or failing disk). Say so now rather than leave
+                // `health_checking` standing; the journal, kept, commits again at the next
+                // start, which reports once more.
+                log.error("cannot record the finished update; reporting it directly", {{"error", done.error().describe()}});
+                send_direct(component, payload);
+                statuses[component] = payload;
+                if (m.install.type == InstallType::self) clear_self_update_guard();
+                remember_unrecorded(component, m.version);
+                inventory.invalidate();
+                publish_inventory();
                 return false;
             }
             statuses[component] = payload;
+            forget_unrecorded(component);
             if (m.install.type == InstallType::self) clear_self_update_guard();
             log.info("update succeeded", {{"component", component}, {"version", m.version}});
             cleanup_staging(component);
@@ -295,10 +317,18 @@ void Agent::Impl::finish_rollback(const std::string& component, const Manifest& 
     if (auto done = store->complete(component, {0, topics.status(cfg.device_id, component), payload, true}, m.version,
                                     m.artifact.sha256, std::string(to_string(final_stage)), installed);
         !done) {
-        log.error("cannot record the finished rollback", {{"error", done.error().message}});
+        // The rollback is done (or failed, as the payload says); the journal, kept, finishes it
+        // again at the next start.
+        log.error("cannot record the finished rollback; reporting it directly", {{"error", done.error().describe()}});
+        send_direct(component, payload);
+        statuses[component] = payload;
+        if (installed) remember_unrecorded(component, *installed);
+        inventory.invalidate();
+        publish_inventory();
         return;
     }
     statuses[component] = payload;
+    forget_unrecorded(component);
     if (m.install.type == InstallType::self) clear_self_update_guard();
     log.warn("update ended", {{"component", component}, {"version", m.version}, {"stage", std::string(to_string(final_stage))},
                               {"error", printable(error.describe())}});

@@ -94,9 +94,9 @@ protected:
 
     void sweep(const std::string& op, const std::string& err) {
         const std::string mode = err == "ENOSPC" ? "sticky" : "once";
-        std::map<std::string, std::string> env{{"LD_PRELOAD", OTA_IOFAULT_LIB}, {"OTA_IOFAULT_OPS", op},
-                                               {"OTA_IOFAULT_PATH", db_dir().string()},
-                                               {"OTA_IOFAULT_LOG", calls_log().string()}};
+        auto env = faults::preload_env(OTA_IOFAULT_LIB, {{"OTA_IOFAULT_OPS", op},
+                                                         {"OTA_IOFAULT_PATH", db_dir().string()},
+                                                         {"OTA_IOFAULT_LOG", calls_log().string()}});
         // The clean rollout: how many counted calls does it make on the database?
         fresh_world();
         ASSERT_TRUE(launch(rollout_config(), env)) << controller->log();

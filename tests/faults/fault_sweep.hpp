@@ -13,6 +13,16 @@
 
 namespace faults {
 
+// The environment that puts the iofault shim (`lib`) in front of a program. In a sanitized build
+// (OTA_SANITIZE=address,...) the programs link the ASan runtime, which by default refuses to run
+// unless it comes first among the libraries; interposing write/fsync/rename ahead of it is what
+// the shim is for (its calls go on to ASan's interceptors, then libc), so that check is off.
+inline std::map<std::string, std::string> preload_env(const std::string& lib, std::map<std::string, std::string> env = {}) {
+    env["LD_PRELOAD"] = lib;
+    env["ASAN_OPTIONS"] = "verify_asan_link_order=0";
+    return env;
+}
+
 struct Call {
     long index{0};
     std::string op, result, fn, path;

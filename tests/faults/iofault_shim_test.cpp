@@ -6,6 +6,7 @@
 #include <set>
 #include <sstream>
 
+#include "fault_sweep.hpp"
 #include "kit.hpp"
 
 namespace kit = ota::testkit;
@@ -29,7 +30,7 @@ protected:
     // Run the probe with the shim and these settings; stdout lines (one per operation).
     std::vector<std::string> probe(const std::vector<std::string>& ops, std::map<std::string, std::string> env,
                                    std::string* err = nullptr) {
-        env["LD_PRELOAD"] = OTA_IOFAULT_LIB;
+        env = faults::preload_env(OTA_IOFAULT_LIB, std::move(env));
         env["OTA_IOFAULT_LOG"] = log.string();
         std::vector<std::string> argv{OTA_IOFAULT_PROBE};
         argv.insert(argv.end(), ops.begin(), ops.end());
@@ -139,7 +140,7 @@ TEST_F(IofaultShim, ConcurrentCallsGetDistinctIndexes) {
     EXPECT_EQ(out, (Lines{"threads ok"}));
     std::set<long> indexes;
     for (const auto& c : calls()) indexes.insert(c.index);
-    EXPECT_EQ(indexes.size(), 64u);
+    ASSERT_EQ(indexes.size(), 64u);
     EXPECT_EQ(*indexes.begin(), 1);
     EXPECT_EQ(*indexes.rbegin(), 64);
     EXPECT_EQ(kit::read_file(dir / "f").size(), 64u);

@@ -179,8 +179,9 @@ std::vector<std::string> client_args(const std::string& tool, const Broker& brok
 RunResult mosquitto_pub(const Broker& broker, const Pki& pki, std::string_view who, std::string_view topic,
                         std::string_view payload, bool retain, int qos) {
     auto a = client_args("mosquitto_pub", broker, pki, who);
-    // The payload goes through stdin (-s), so any bytes can be sent.
-    a.insert(a.end(), {"-t", std::string(topic), "-q", std::to_string(qos), "-s"});
+    // The payload goes through stdin (-s), so any bytes can be sent; an empty one (which -s
+    // refuses: "Zero length input") with -n, e.g. to delete a retained message.
+    a.insert(a.end(), {"-t", std::string(topic), "-q", std::to_string(qos), payload.empty() ? "-n" : "-s"});
     if (retain) a.emplace_back("-r");
     return run(a, 10s, {}, std::string(payload));
 }

@@ -34,6 +34,8 @@ inline constexpr std::size_t max_json_depth = 64;
 [[nodiscard]] std::optional<std::int64_t> int_field(const nlohmann::json& value, std::string_view key);
 [[nodiscard]] std::optional<bool> bool_field(const nlohmann::json& value, std::string_view key);
 [[nodiscard]] const nlohmann::json* field(const nlohmann::json& value, std::string_view key);
+// Not on a temporary: the pointer would dangle at the end of the statement.
+const nlohmann::json* field(const nlohmann::json&& value, std::string_view key) = delete;
 
 // `text` as valid UTF-8 for a log line or an error message: each byte that is not part of a valid
 // UTF-8 sequence becomes \xNN, control characters become \n, \t, \xNN; at most `max` bytes of
