@@ -153,6 +153,28 @@ TEST_F(TlsFailClosed, ARedirectToAnotherHostIsNotFollowed) {
     EXPECT_THAT(srv.access_log(), Not(HasSubstr("\"GET /" + artifact_path(v) + " HTTP/1.1\""))) << srv.access_log();
 }
 
+// The counterpart of the two above: a redirect within the release's artifact server (same
+// scheme, host and port; a moved path) is followed, and the update succeeds with the bytes the
+// manifest signed.
+TEST_F(TlsFailClosed, ARedirectWithinTheArtifactServerIsFollowed) {
+    kit::ArtifactServer::Options o;
+    o.locations = {{"/moved/", "rewrite ^/moved/(.*)$ https://127.0.0.1:$server_port/$1 redirect;"}};
+    kit::ArtifactServer srv(pki, o);
+    const std::string v = "2026-04-07";
+    const auto rel = release_at(v, srv.url("moved/" + artifact_path(v)), {{srv.root(), artifact_path(v)}});
+    assign();
+    offer(rel);
+    auto r = run_once(write_config());
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    const json s = status();
+    EXPECT_EQ(s.value("stage", ""), "succeeded") << s.dump() << "\n" << r.err;
+    EXPECT_EQ(kit::read_file(target() / ("model-" + v + ".trt")), rel.content);
+    EXPECT_EQ(inventory_version(), v);
+    const auto log = srv.access_log();
+    EXPECT_THAT(log, HasSubstr("\"GET /moved/" + artifact_path(v) + " HTTP/1.1\" 302"));
+    EXPECT_THAT(log, HasSubstr("\"GET /" + artifact_path(v) + " HTTP/1.1\" 200")) << log;
+}
+
 // A broker with a certificate from another CA: the agent refuses it, so there is no status
 // message to send; the refusal is its one-line error, and nothing is installed.
 TEST_F(TlsFailClosed, ABrokerWithACertificateFromAnotherCaIsRefused) {
