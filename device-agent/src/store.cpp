@@ -3,11 +3,11 @@
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <sqlite3.h>
 
-#include <charconv>
 #include <cerrno>
 #include <mutex>
 #include <system_error>
 
+#include "ota/download_headers.hpp"
 #include "ota/json.hpp"
 #include "ota/time.hpp"
 
@@ -58,32 +58,16 @@ void upsert_kv(SQLite::Database& db, const std::string& key, const std::string& 
 // -shm, -wal or -journal files comes as SQLITE_IOERR_* ("disk I/O error"). The errno of the
 // failed call tells: sqlite3_system_errno() where SQLite kept it, else `caught_errno`, errno as
 // the exception was caught (SQLite keeps none for a failed fsync; nothing between its failing
-// call and the catch sets errno).
-ErrorCode storage_error(const SQLite::Exception& e, SQLite::Database* db, int caught_errno) {
-    if (e.getErrorCode() == SQLITE_FULL) return ErrorCode::disk_full;
-    if (e.getErrorCode() != SQLITE_IOERR) return ErrorCode::io_error;
+// call and the catch sets errno). The message gets the extended code and the system error:
+// "<context>: disk I/O error (SQLite 1034, No space left on device)".
+Error storage_error(const SQLite::Exception& e, SQLite::Database* db, int caught_errno, const std::string& context) {
+    if (e.getErrorCode() == SQLITE_FULL) return {ErrorCode::disk_full, context + ": " + e.what()};
+    if (e.getErrorCode() != SQLITE_IOERR) return {ErrorCode::io_error, context + ": " + e.what()};
     int err = db ? sqlite3_system_errno(db->getHandle()) : 0;
     if (err == 0) err = caught_errno;
-    return err == ENOSPC || err == EDQUOT ? ErrorCode::disk_full : ErrorCode::io_error;
-}
-
-// "what: disk I/O error (SQLite 1034, No space left on device)": the extended code and the
-// system error say which call failed and why.
-std::string storage_message(const SQLite::Exception& e, SQLite::Database* db, int caught_errno) {
-    std::string m = e.what();
-    if (e.getErrorCode() != SQLITE_IOERR) return m;
-    int err = db ? sqlite3_system_errno(db->getHandle()) : 0;
-    if (err == 0) err = caught_errno;
-    m += " (SQLite " + std::to_string(e.getExtendedErrorCode());
+    std::string m = context + ": " + e.what() + " (SQLite " + std::to_string(e.getExtendedErrorCode());
     if (err != 0) m += ", " + std::generic_category().message(err);
-    return m + ")";
-}
-
-std::optional<std::uint64_t> parse_u64(const std::string& s) {
-    std::uint64_t v = 0;
-    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    if (ec != std::errc{} || end != s.data() + s.size()) return std::nullopt;
-    return v;
+    return {err == ENOSPC || err == EDQUOT ? ErrorCode::disk_full : ErrorCode::io_error, m + ")"};
 }
 
 }  // namespace
@@ -111,8 +95,8 @@ struct Store::Impl {
             }
         } catch (const SQLite::Exception& e) {
             const int caught = errno;
-            return fail(storage_error(e, &db, caught),
-                        "agent state " + file.string() + ": " + what + ": " + storage_message(e, &db, caught));
+            auto err = storage_error(e, &db, caught, "agent state " + file.string() + ": " + what);
+            return fail(err.code, std::move(err.message));
         }
     }
 };
@@ -143,8 +127,8 @@ Expected<std::unique_ptr<Store>> Store::open(const std::filesystem::path& file) 
         return std::unique_ptr<Store>(new Store(std::move(impl)));
     } catch (const SQLite::Exception& e) {
         const int caught = errno;
-        auto* db = impl ? &impl->db : nullptr;
-        return fail(storage_error(e, db, caught), "agent state " + file.string() + ": " + storage_message(e, db, caught));
+        auto err = storage_error(e, impl ? &impl->db : nullptr, caught, "agent state " + file.string());
+        return fail(err.code, std::move(err.message));
     }
 }
 
@@ -195,7 +179,7 @@ Store::Seq Store::next_seq() {
         std::uint64_t last = 0;
         if (!stored) out.unreserved = stored.error();
         else if (*stored && !(**stored).empty()) {
-            if (auto v = parse_u64(**stored)) last = *v;
+            if (auto v = download::parse_u64(**stored)) last = *v;
             else out.unreserved = Error{ErrorCode::io_error, "agent state " + impl_->file.string() + ": the status sequence '" +
                                                                  printable(**stored, 40) + "' is not a number; starting at 1"};
         }

@@ -97,6 +97,17 @@ protected:
         kit::write_file(file, content);
     }
 
+    // `path` published as `old_content`, then replaced by `content` with a later mtime, so nginx
+    // gives it another ETag: the old one is returned (for a partial left of the old object).
+    static std::string publish_replaced(const std::string& path, const std::string& old_content, const std::string& content) {
+        publish(path, old_content);
+        const auto old_etag = etag(path);
+        publish(path, content);
+        fs::last_write_time(server->root() / path, fs::file_time_type::clock::now() + std::chrono::seconds(10));
+        if (etag(path) == old_etag) throw std::runtime_error("the replaced " + path + " kept its ETag " + old_etag);
+        return old_etag;
+    }
+
     // A request with small limits so that failures are quick.
     static dl::Request request(const std::string& path, const std::string& content, const fs::path& dest) {
         dl::Request r;
