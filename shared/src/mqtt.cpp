@@ -29,6 +29,7 @@
 #include "ota/mqtt.hpp"
 
 #include <mqtt/async_client.h>
+#include <openssl/crypto.h>
 
 #include <fcntl.h>
 #include <netdb.h>
@@ -53,6 +54,20 @@
 namespace ota::mqtt {
 
 namespace paho = ::mqtt;
+
+// paho C's network threads are detached: nothing joins them, and they may still be running
+// (and about to free their OpenSSL thread state) when main() returns. OpenSSL registers
+// OPENSSL_cleanup() with atexit() on its first use, and that cleanup frees the locks and keys
+// those threads' destructors use: ota-ctl crashed so once under ASan (SEGV in libcrypto, from
+// __nptl_deallocate_tsd on a paho thread). OpenSSL documents the race
+// (openssl/openssl#6214) and OPENSSL_INIT_NO_ATEXIT as the way out; it only works if it is
+// the process's first OpenSSL call, so it runs before main(), in every program that links
+// this file. The memory is the kernel's to take back at exit.
+namespace {
+[[gnu::constructor(101)]] void keep_openssl_until_the_process_is_gone() {
+    OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, nullptr);
+}
+}  // namespace
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
