@@ -33,6 +33,9 @@ OTA_PACKAGES=(
   clang-14 libclang-rt-14-dev
   # container tests (label `container`): rootful Podman serving the Docker API, docker-compose v1
   podman runc buildah busybox-static docker-compose docker.io
+  # the web console (label `browser`, the demo): WebSockets to the broker's console listener, and
+  # the browser the tests drive through playwright-core
+  websockify chromium
 )
 
 # Parallel jobs: the cores, at most 2 (the machine is shared; OTA_JOBS overrides).
@@ -45,6 +48,8 @@ ota_install_deps() {
   for p in "${OTA_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
+  # The web console's build needs Node.js and npm: Debian's, unless the machine has its own.
+  command -v npm >/dev/null || missing+=(nodejs npm)
   if [ ${#missing[@]} -eq 0 ]; then
     ota_log "all ${#OTA_PACKAGES[@]} Debian packages present"
     return 0
@@ -82,6 +87,23 @@ ota_build() {
   cmake -S "$OTA_ROOT" -B "$OTA_BUILD_DIR" -DOTA_WERROR="$werror" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DOTA_SANITIZE="$OTA_SANITIZE" "${extra[@]}" >/dev/null
   cmake --build "$OTA_BUILD_DIR" -j"$(ota_jobs)" "${targets[@]}"
+  if [ ${#targets[@]} -eq 0 ]; then ota_build_console; fi
+}
+
+# The web console (web-console/): `npm ci` when package-lock.json changed since the last one,
+# then its esbuild bundle into $OTA_BUILD_DIR/web-console, which the browser tests and the demo
+# serve. Nothing is fetched at run time; the page needs no CDN.
+ota_build_console() {
+  local src="$OTA_ROOT/web-console" out="$OTA_BUILD_DIR/web-console" want
+  [ -f "$src/package-lock.json" ] || return 0
+  command -v npm >/dev/null || { ota_log "error: npm is missing (apt-get install nodejs npm)"; return 1; }
+  want=$(sha256sum "$src/package-lock.json" | cut -d' ' -f1)
+  if [ "$(cat "$src/node_modules/.ota-lock-sha256" 2>/dev/null)" != "$want" ]; then
+    ota_log "web console: npm ci"
+    (cd "$src" && npm ci --no-audit --no-fund --loglevel=error) || return 1
+    echo "$want" >"$src/node_modules/.ota-lock-sha256"
+  fi
+  (cd "$src" && OTA_CONSOLE_OUT="$out" npm run --silent build)
 }
 
 # Raise the open-file limit to the hard limit (brokers and fleets need many descriptors).
