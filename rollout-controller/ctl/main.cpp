@@ -1,6 +1,7 @@
 // ota-ctl: the operator's command line (docs/controller.md, "Operating with ota-ctl").
-// Every command except `watch` is one request on <prefix>/control/request and one reply on
-// <prefix>/control/reply/<client id>; `watch` follows the retained <prefix>/rollouts/<id>.
+// Every command except `watch` is one request on <prefix>/control/request/<CN of --cert> (the
+// broker lets that identity write only there, so the controller records the CN as the actor) and
+// one reply on <prefix>/control/reply/<client id>; `watch` follows the retained <prefix>/rollouts/<id>.
 // Exit status: 0 ok, 1 error (one line on stderr: "ota-ctl: <code>: <message>"), 2 usage;
 // watch: 0 when the rollout completed, 4 halted, 5 aborted or superseded.
 #include <unistd.h>
@@ -22,6 +23,7 @@
 
 #include "ota/build_info.hpp"
 #include "ota/config.hpp"
+#include "ota/crypto.hpp"
 #include "ota/json.hpp"
 #include "ota/mqtt.hpp"
 #include "ota/topics.hpp"
@@ -31,7 +33,8 @@ namespace {
 using nlohmann::json;
 
 struct Settings {
-    std::string broker, cafile, cert, key, prefix{"ota/v1"}, actor;
+    std::string broker, cafile, cert, key, prefix{"ota/v1"};
+    std::string user;  // the CN of `cert`: the request topic's last segment
     int timeout_s{10};
     bool raw_json{false};
 };
@@ -92,8 +95,7 @@ public:
         if (auto sub = client_.subscribe(reply_topic, 1); !sub) return std::unexpected(sub.error());
         req["id"] = id;
         req["reply_to"] = reply_topic;
-        req["actor"] = s_.actor;
-        if (auto p = client_.publish(topics_.control_request(), req.dump(), 1, false); !p) return std::unexpected(p.error());
+        if (auto p = client_.publish(topics_.control_request(s_.user), req.dump(), 1, false); !p) return std::unexpected(p.error());
         std::unique_lock lock(mu);
         if (!cv.wait_for(lock, std::chrono::seconds(s_.timeout_s), [&] { return reply.has_value(); }))
             return ota::fail(ota::ErrorCode::timeout, "no reply from the controller within " + std::to_string(s_.timeout_s) +
@@ -269,18 +271,16 @@ int main(int argc, char** argv) {
     Settings s;
     std::string config_path;
     if (const char* home = std::getenv("HOME")) config_path = std::string(home) + "/.config/ota/ctl.json";
-    if (const char* user = std::getenv("USER"); user && ota::is_valid_segment(user)) s.actor = user;
     app.set_version_flag("--version", std::string("ota-ctl ") + ota::build::version + " (commit " +
                                           ota::build::git_commit + ", built " + ota::build::date + ")");
-    app.add_option("--config", config_path, "Settings file (JSON: broker, cafile, cert, key, topic_prefix, actor); "
+    app.add_option("--config", config_path, "Settings file (JSON: broker, cafile, cert, key, topic_prefix); "
                                             "OTA_CTL_* override it")->capture_default_str();
-    std::string broker, cafile, cert, key, prefix, actor;
+    std::string broker, cafile, cert, key, prefix;
     app.add_option("--broker", broker, "Broker URL, e.g. mqtts://127.0.0.1:8883");
     app.add_option("--cafile", cafile, "CA certificate of the broker");
-    app.add_option("--cert", cert, "Operator client certificate");
+    app.add_option("--cert", cert, "Operator client certificate (its CN is the actor in the audit log)");
     app.add_option("--key", key, "Operator client key");
     app.add_option("--topic-prefix", prefix, "Topic prefix (default ota/v1)");
-    app.add_option("--actor", actor, "Name recorded in the audit log (default: $USER)");
     app.add_option("--timeout", s.timeout_s, "Seconds to wait for the controller's reply")->capture_default_str();
     app.add_flag("--json", s.raw_json, "Print the controller's reply as JSON");
 
@@ -320,30 +320,43 @@ int main(int argc, char** argv) {
     // Settings: file (optional) <- OTA_CTL_* <- flags.
     auto layers = ota::config::load_layers(config_path, false, "OTA_CTL_");
     if (!layers) return fail_with(layers.error());
+    // "actor" (settings before issue 11) is ignored: the broker-authenticated CN is the actor.
+    if (layers->is_object() && layers->erase("actor") > 0)
+        std::fprintf(stderr, "ota-ctl: warning: setting \"actor\" ignored: the audit log records the CN of --cert\n");
     ota::ObjectReader r(*layers, "ota-ctl", ota::ErrorCode::config_invalid);
     s.broker = r.opt_str("broker").value_or("");
     s.cafile = r.opt_str("cafile").value_or("");
     s.cert = r.opt_str("cert").value_or("");
     s.key = r.opt_str("key").value_or("");
     s.prefix = r.opt_str("topic_prefix").value_or(s.prefix);
-    s.actor = r.opt_str("actor").value_or(s.actor);
     r.reject_unknown();
     if (!r.ok()) return fail_with(*r.error());
     for (auto [flag, field] : {std::pair{&broker, &s.broker}, {&cafile, &s.cafile}, {&cert, &s.cert}, {&key, &s.key},
-                               {&prefix, &s.prefix}, {&actor, &s.actor}})
+                               {&prefix, &s.prefix}})
         if (!flag->empty()) *field = *flag;
-    if (s.actor.empty()) s.actor = "operator";
     if (s.broker.empty()) {
         std::fprintf(stderr, "ota-ctl: config_invalid: no broker: give --broker, OTA_CTL_BROKER or \"broker\" in %s\n",
                      config_path.c_str());
         return 2;
     }
-    if (!ota::is_valid_segment(s.actor)) {
-        std::fprintf(stderr, "ota-ctl: config_invalid: actor \"%s\" must be 1-64 of A-Z a-z 0-9 . _ -\n", s.actor.c_str());
-        return 2;
-    }
 
     if (c_watch->parsed()) return watch(s, rollout);
+    if (s.cert.empty()) {
+        std::fprintf(stderr, "ota-ctl: config_invalid: no client certificate: give --cert, OTA_CTL_CERT or \"cert\" in %s\n",
+                     config_path.c_str());
+        return 2;
+    }
+    auto cn = ota::crypto::certificate_common_name(s.cert);
+    if (!cn) {
+        fail_with({cn.error().code, "--cert: " + cn.error().message});
+        return 2;
+    }
+    if (!ota::is_valid_segment(*cn)) {
+        std::fprintf(stderr, "ota-ctl: config_invalid: --cert %s: CN \"%s\" is not a valid topic segment (1-64 of A-Z a-z 0-9 . _ -)\n",
+                     s.cert.c_str(), cn->c_str());
+        return 2;
+    }
+    s.user = *cn;
 
     json req;
     auto* sub = app.get_subcommands().front();

@@ -1,4 +1,4 @@
-// The engine's operator commands (control/request -> control/reply/<client>).
+// The engine's operator commands (control/request/<user> -> control/reply/<client>).
 #include <algorithm>
 #include <cmath>
 
@@ -11,7 +11,7 @@ using namespace detail;
 // ---------------------------------------------------------------------------------------------
 // Operator commands
 
-void Engine::on_control(const std::string& payload, TimePoint now) {
+void Engine::on_control(const std::string& topic_actor, const std::string& payload, TimePoint now) {
     auto j = parse_json(payload, "control request");
     if (!j || !j->is_object()) {
         count("control_malformed");
@@ -24,8 +24,9 @@ void Engine::on_control(const std::string& payload, TimePoint now) {
     ojson reply;
     reply["id"] = str_or(*j, "id");
     const auto cmd = str_or(*j, "cmd");
-    auto actor = str_or(*j, "actor");
-    if (!is_valid_segment(actor)) actor = "unknown";
+    // The actor is the topic's user (the ACL lets each identity write only its own request
+    // topic); an "actor" field in the payload is ignored.
+    const std::string actor = is_valid_segment(topic_actor) ? topic_actor : "unknown";
     Expected<ojson> result = fail(ErrorCode::request_invalid, "missing cmd");
     if (!cmd.empty()) result = command(cmd, *j, actor, now);
     if (result) {

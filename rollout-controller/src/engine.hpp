@@ -112,7 +112,8 @@ private:
     void on_inventory(const std::string& device, const std::string& payload, TimePoint now);
     void on_online(const std::string& device, const std::string& payload, TimePoint now);
     void on_status(const std::string& device, const std::string& component, const std::string& payload, TimePoint now);
-    void on_control(const std::string& payload, TimePoint now);
+    // `actor`: the last segment of control/request/<user>, the broker-authenticated identity.
+    void on_control(const std::string& actor, const std::string& payload, TimePoint now);
 
     // registry
     DeviceRow& touch_device(const std::string& id, TimePoint now);

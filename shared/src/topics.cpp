@@ -61,7 +61,10 @@ std::string Topics::inventory(std::string_view device) const {
 std::string Topics::online(std::string_view device) const { return join({prefix_, "devices", device, "online"}); }
 std::string Topics::rollout(std::string_view id) const { return join({prefix_, "rollouts", id}); }
 std::string Topics::alert(std::string_view id) const { return join({prefix_, "alerts", id}); }
-std::string Topics::control_request() const { return join({prefix_, "control", "request"}); }
+std::string Topics::control_request(std::string_view user) const {
+    return join({prefix_, "control", "request", user});
+}
+std::string Topics::control_request_filter() const { return join({prefix_, "control", "request", "+"}); }
 std::string Topics::control_reply(std::string_view client) const {
     return join({prefix_, "control", "reply", client});
 }
@@ -93,7 +96,7 @@ std::optional<Topics::Parsed> Topics::parse(std::string_view topic) const {
     if (s[0] == "devices" && n == 4 && s[2] == "status") return Parsed{Kind::status, s[1], s[3], {}};
     if (s[0] == "rollouts" && n == 2) return Parsed{Kind::rollout, s[1], {}, {}};
     if (s[0] == "alerts" && n == 2) return Parsed{Kind::alert, s[1], {}, {}};
-    if (s[0] == "control" && n == 2 && s[1] == "request") return Parsed{Kind::control_request, {}, {}, {}};
+    if (s[0] == "control" && n == 3 && s[1] == "request") return Parsed{Kind::control_request, s[2], {}, {}};
     if (s[0] == "control" && n == 3 && s[1] == "reply") return Parsed{Kind::control_reply, s[2], {}, {}};
     return std::nullopt;
 }

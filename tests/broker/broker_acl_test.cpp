@@ -144,7 +144,7 @@ TEST_F(BrokerAcl, AClientWithACertificateFromAnotherCaIsRefused) {
 
 TEST_F(BrokerAcl, OnlyCiWritesReleasesOnlyTheControllerWritesWavesAndOperatorsWriteControlRequests) {
     auto watcher = subscribe("operator", "ota/v1/#");
-    auto controller = subscribe("controller", "ota/v1/control/request");
+    auto controller = subscribe("controller", "ota/v1/control/request/+");
     // Denied.
     publish("controller", "ota/v1/releases/g/stable", "from-controller", true);
     publish("operator", "ota/v1/releases/g/stable", "from-operator", true);
@@ -153,16 +153,19 @@ TEST_F(BrokerAcl, OnlyCiWritesReleasesOnlyTheControllerWritesWavesAndOperatorsWr
     publish("operator", "ota/v1/devices/device-001/assignment", "from-operator", true);
     publish("operator", "ota/v1/control/reply/operator", "from-operator");
     publish("ci", "ota/v1/fleets/f/waves/canary/g", "from-ci", true);
-    publish("device-001", "ota/v1/control/request", "from-device");
+    publish("device-001", "ota/v1/control/request/device-001", "from-device");
+    publish("operator", "ota/v1/control/request/alice", "as-alice");
+    publish("device-001", "ota/v1/control/request", "old-topic");
+    publish("operator", "ota/v1/control/request", "old-topic");
     publish("device-001", "ota/v1/fleets/f/waves/canary/g", "from-device", true);
     // Allowed.
     publish("controller", "ota/v1/fleets/f/waves/canary/g", "wave", true);
     publish("controller", "ota/v1/control/reply/operator", "reply");
-    publish("operator", "ota/v1/control/request", "pause");
+    publish("operator", "ota/v1/control/request/operator", "pause");
     EXPECT_EQ(watcher->wait(4, kNothing).messages, (Messages{{"ota/v1/fleets/f/waves/canary/g", "wave"},
                                                              {"ota/v1/control/reply/operator", "reply"},
-                                                             {"ota/v1/control/request", "pause"}}));
-    EXPECT_EQ(controller->wait(2, 200ms).messages, (Messages{{"ota/v1/control/request", "pause"}}));
+                                                             {"ota/v1/control/request/operator", "pause"}}));
+    EXPECT_EQ(controller->wait(2, 200ms).messages, (Messages{{"ota/v1/control/request/operator", "pause"}}));
 }
 
 TEST_F(BrokerAcl, ServiceIdentitiesCannotPoseAsDevices) {

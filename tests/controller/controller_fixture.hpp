@@ -136,7 +136,7 @@ protected:
     kit::RunResult ctl(std::vector<std::string> args, const std::string& who = "operator") const {
         std::vector<std::string> argv{OTA_CTL_BIN, "--broker", broker->url(), "--cafile", pki.ca().string(),
                                       "--cert", pki.cert(who).string(), "--key", pki.key(who).string(),
-                                      "--actor", "alice", "--timeout", "10"};
+                                      "--timeout", "10"};
         argv.insert(argv.end(), args.begin(), args.end());
         return kit::run(argv, 60s, {{"HOME", dir.path().string()}});
     }

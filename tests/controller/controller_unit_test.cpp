@@ -246,7 +246,7 @@ TEST(Engine, CountsKeptAsMembersChangeMatchARecountOfTheStore) {
             rig.now += std::chrono::milliseconds(500 + rng() % 15000);
             rig.engine->tick(rig.now);
         } else if (roll < 96) {
-            rig.msg("ota/v1/control/request", json{{"id", "r" + std::to_string(step)}, {"cmd", "retry"}, {"rollout", id},
+            rig.msg("ota/v1/control/request/op", json{{"id", "r" + std::to_string(step)}, {"cmd", "retry"}, {"rollout", id},
                                                    {"actor", "test"}, {"reply_to", "ota/v1/control/reply/t"}});
         } else {
             rig.open();  // as after a restart: counts rebuilt from SQLite
@@ -342,7 +342,7 @@ TEST(Engine, ACompletedRolloutStillCountsItsStragglers) {
     EXPECT_EQ(rig.state(id)["totals"]["succeeded"], 3);
     EXPECT_EQ(rig.engine->member_count(), 0u);
     // an operator updates the device that failed; its success now counts, once
-    rig.msg("ota/v1/control/request", json{{"id", "u"}, {"cmd", "update"}, {"device", dev(4)}, {"component", "app"},
+    rig.msg("ota/v1/control/request/op", json{{"id", "u"}, {"cmd", "update"}, {"device", dev(4)}, {"component", "app"},
                                            {"actor", "test"}, {"reply_to", "ota/v1/control/reply/t"}});
     bool install_sent = false;
     for (const auto& o : rig.out()) install_sent = install_sent || o.topic == "ota/v1/devices/" + dev(4) + "/cmd";
@@ -397,13 +397,13 @@ TEST(Engine, BadInventoryReleasesAndControlRequestsAreCountedAndAnsweredClearly)
     EXPECT_EQ(rig.engine->rollouts_by_state().size(), 0u);
     (void)rig.out();
     // control: not JSON (dropped, no reply possible), an unknown cmd, an unknown rollout
-    rig.msg("ota/v1/control/request", std::string("{nope"));
+    rig.msg("ota/v1/control/request/op", std::string("{nope"));
     EXPECT_EQ(rig.engine->counters().by_result.at("control_malformed"), 1u);
     EXPECT_TRUE(rig.out().empty());
     const std::string reply_to = "ota/v1/control/reply/ctl-1";
-    rig.msg("ota/v1/control/request", json{{"id", "a"}, {"cmd", "explode"}, {"reply_to", reply_to}});
-    rig.msg("ota/v1/control/request", json{{"id", "b"}, {"cmd", "pause"}, {"rollout", "nope"}, {"reply_to", reply_to}});
-    rig.msg("ota/v1/control/request", json{{"id", "c"}, {"cmd", "pause"}, {"rollout", "nope"}, {"reply_to", "elsewhere/x"}});
+    rig.msg("ota/v1/control/request/op", json{{"id", "a"}, {"cmd", "explode"}, {"reply_to", reply_to}});
+    rig.msg("ota/v1/control/request/op", json{{"id", "b"}, {"cmd", "pause"}, {"rollout", "nope"}, {"reply_to", reply_to}});
+    rig.msg("ota/v1/control/request/op", json{{"id", "c"}, {"cmd", "pause"}, {"rollout", "nope"}, {"reply_to", "elsewhere/x"}});
     auto out = rig.out();
     ASSERT_EQ(out.size(), 2u);  // the request with a reply_to outside control/reply/ gets no answer
     auto a = json::parse(out[0].payload), b = json::parse(out[1].payload);
@@ -415,4 +415,25 @@ TEST(Engine, BadInventoryReleasesAndControlRequestsAreCountedAndAnsweredClearly)
     EXPECT_NE(a["error"]["message"].get<std::string>().find("explode"), std::string::npos);
     EXPECT_EQ(b["error"]["code"], "not_found");
     EXPECT_EQ(b["error"]["message"], "no rollout nope");
+}
+
+TEST(Engine, TheActorIsTheRequestTopicsUserNotThePayloadsActorField) {
+    EngineRig rig(json::array({{{"name", "canary"}, {"devices", {dev(1)}}}, {{"name", "broad"}}}));
+    for (int i = 1; i <= 2; ++i) rig.device(dev(i), "1.0.0");
+    rig.release("1.1.0");
+    const std::string id = "plant.app.1.1.0";
+    (void)rig.out();
+    rig.msg("ota/v1/control/request/alice", json{{"id", "p"}, {"cmd", "pause"}, {"rollout", id}, {"actor", "mallory"},
+                                                 {"reply_to", "ota/v1/control/reply/t"}});
+    EXPECT_EQ(rig.state(id)["state"], "paused");
+    // The old topic (no user) is not a control request any more: nothing happens, nothing is answered.
+    (void)rig.out();
+    rig.msg("ota/v1/control/request", json{{"id", "r"}, {"cmd", "resume"}, {"rollout", id}, {"reply_to", "ota/v1/control/reply/t"}});
+    EXPECT_TRUE(rig.out().empty());
+    EXPECT_EQ(rig.state(id)["state"], "paused");
+    const auto log = rig.store->audit_log(id, 10);
+    const auto paused = std::find_if(log.begin(), log.end(), [](const AuditRow& a) { return a.action == "paused"; });
+    ASSERT_NE(paused, log.end());
+    EXPECT_EQ(paused->actor, "alice");
+    for (const auto& a : log) EXPECT_NE(a.actor, "mallory");
 }

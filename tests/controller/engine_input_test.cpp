@@ -51,7 +51,7 @@ TEST(EngineInput, HostileMessagesOnEveryTopicAreCountedAndDroppedAndTheRolloutGo
     const std::string status = "ota/v1/devices/" + dev(1) + "/status/app";
     const std::string inventory = "ota/v1/devices/" + dev(1) + "/inventory";
     const std::string online = "ota/v1/devices/" + dev(1) + "/online";
-    const std::string control = "ota/v1/control/request";
+    const std::string control = "ota/v1/control/request/op";
     const std::string release = "ota/v1/releases/app/stable";
     const std::string bad_utf8 = std::string("{\"device\":\"") + dev(1) + "\",\"seq\":9,\"stage\":\"fa\xff\xfeiled\"}";
     const std::string deep = std::string(100000, '[') + std::string(100000, ']');
@@ -236,7 +236,7 @@ TEST(EngineInput, DoneWavesStayOpenAcrossAPausedRestart) {
     rig.engine->tick(rig.now);
     ASSERT_EQ(rig.state(id)["waves"][1]["state"], "open");
     auto retained = last_by_topic(rig.out());
-    rig.msg("ota/v1/control/request", json{{"id", "p"}, {"cmd", "pause"}, {"rollout", id}, {"actor", "op"},
+    rig.msg("ota/v1/control/request/op", json{{"id", "p"}, {"cmd", "pause"}, {"rollout", id},
                                            {"reply_to", "ota/v1/control/reply/t"}});
     for (auto& [t, p] : last_by_topic(rig.out())) retained[t] = p;
     EXPECT_EQ(retained[wave_topic("canary")]["state"], "open");
@@ -250,7 +250,7 @@ TEST(EngineInput, DoneWavesStayOpenAcrossAPausedRestart) {
     ASSERT_EQ(republished.size(), 2u);
     for (const auto& [t, p] : republished) EXPECT_EQ(p, before.at(t)) << t;
 
-    rig.msg("ota/v1/control/request", json{{"id", "r"}, {"cmd", "resume"}, {"rollout", id}, {"actor", "op"},
+    rig.msg("ota/v1/control/request/op", json{{"id", "r"}, {"cmd", "resume"}, {"rollout", id},
                                            {"reply_to", "ota/v1/control/reply/t"}});
     for (auto& [t, p] : last_by_topic(rig.out())) retained[t] = p;
     EXPECT_EQ(retained[wave_topic("canary")]["state"], "open");

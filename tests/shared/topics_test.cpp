@@ -15,7 +15,8 @@ TEST(Topics, NamesEveryTopicOfTheTree) {
     EXPECT_EQ(t.online("d"), "ota/v1/devices/d/online");
     EXPECT_EQ(t.rollout("r1"), "ota/v1/rollouts/r1");
     EXPECT_EQ(t.alert("r1"), "ota/v1/alerts/r1");
-    EXPECT_EQ(t.control_request(), "ota/v1/control/request");
+    EXPECT_EQ(t.control_request("alice"), "ota/v1/control/request/alice");
+    EXPECT_EQ(t.control_request_filter(), "ota/v1/control/request/+");
     EXPECT_EQ(t.control_reply("op"), "ota/v1/control/reply/op");
     EXPECT_EQ(t.status_filter(), "ota/v1/devices/+/status/+");
     EXPECT_EQ(Topics("site/ota/").release("a", "b"), "site/ota/releases/a/b");
@@ -37,6 +38,12 @@ TEST(Topics, ParsesWhatItNames) {
     EXPECT_FALSE(t.parse("ota/v1/devices/d/status"));
     EXPECT_FALSE(t.parse("ota/v1/devices//inventory"));
     EXPECT_FALSE(t.parse("ota/v1"));
+    auto c = t.parse(t.control_request("alice"));
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->kind, Topics::Kind::control_request);
+    EXPECT_EQ(c->a, "alice");
+    EXPECT_FALSE(t.parse("ota/v1/control/request"));  // the old, unauthenticated topic
+    EXPECT_FALSE(t.parse("ota/v1/control/request/a/b"));
 }
 
 TEST(Topics, SegmentsRejectWildcardsAndSeparators) {

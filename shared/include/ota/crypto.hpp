@@ -95,4 +95,9 @@ private:
     std::map<std::string, PublicKey, std::less<>> keys_;
 };
 
+// The subject CN of the first certificate in a PEM file: the MQTT user name the broker takes
+// from a client certificate (use_identity_as_username). io_error if the file cannot be read,
+// key_invalid if it holds no certificate or the certificate has no CN.
+[[nodiscard]] Expected<std::string> certificate_common_name(const std::filesystem::path& pem_file);
+
 }  // namespace ota::crypto

@@ -37,7 +37,10 @@ public:
     [[nodiscard]] std::string online(std::string_view device) const;
     [[nodiscard]] std::string rollout(std::string_view rollout_id) const;
     [[nodiscard]] std::string alert(std::string_view rollout_id) const;
-    [[nodiscard]] std::string control_request() const;
+    // Requests of one operator identity: <prefix>/control/request/<user>. The broker's ACL lets
+    // each identity write only its own, so <user> is the broker-authenticated actor.
+    [[nodiscard]] std::string control_request(std::string_view user) const;
+    [[nodiscard]] std::string control_request_filter() const;  // <prefix>/control/request/+
     [[nodiscard]] std::string control_reply(std::string_view client) const;
     [[nodiscard]] std::string keyset() const;  // <prefix>/keyset: the root-signed release keys (retained)
 
@@ -46,7 +49,7 @@ public:
                       control_request, control_reply, keyset };
     struct Parsed {
         Kind kind;
-        std::string a;  // component | fleet | device | rollout id | client
+        std::string a;  // component | fleet | device | rollout id | client | user (control_request)
         std::string b;  // channel | wave | component (status)
         std::string c;  // component (wave)
     };
