@@ -316,6 +316,9 @@ Client::Impl::Impl(Options o) : opts(std::move(o)) {
                                          opts.session_expiry.count(), 0x7FFFFFFF))));
             conn_opts.set_properties(props);
         }
+        // A user name + password login (the broker's plain-TCP console and simulation listeners).
+        if (!opts.username.empty()) conn_opts.set_user_name(opts.username);
+        if (!opts.password.empty()) conn_opts.set_password(opts.password);
         if (opts.will) {
             conn_opts.set_will(paho::will_options(opts.will->topic, opts.will->payload, opts.will->qos,
                                                   opts.will->retain));
@@ -407,12 +410,18 @@ std::chrono::milliseconds Client::Impl::backoff(unsigned attempt) {
 Error Client::Impl::connect_error(const paho::exception& e) {
     std::string prefix = "cannot connect to " + where + ": ";
     int reason = static_cast<int>(e.get_reason_code());
+    // A CONNACK refusal of a user name + password login comes as paho's return code (135 for 0x87).
+    if (reason < 0x80 && e.get_return_code() >= 0x80 && e.get_return_code() <= 0xFF) reason = e.get_return_code();
     if (reason >= 0x80) {
         std::string hint;
         switch (reason) {
             case 0x85: hint = " (client id not accepted)"; break;
             case 0x86: hint = " (bad user name or password)"; break;
-            case 0x87: hint = " (check the client certificate's identity and the broker's ACL)"; break;
+            case 0x87:
+                hint = opts.username.empty() || is_tls_uri(opts.broker)
+                           ? " (check the client certificate's identity and the broker's ACL)"
+                           : " (check the user name and password)";
+                break;
             case 0x8A: hint = " (this client is banned)"; break;
             case 0x84: hint = " (the broker does not speak MQTT 5)"; break;
             default: break;

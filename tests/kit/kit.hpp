@@ -131,6 +131,15 @@ struct CertFiles {
 [[nodiscard]] CertFiles issue_server_cert(const Pki& pki, const fs::path& dir, std::string_view name,
                                           const CertOptions& options = {});
 
+// A login of the web console (scripts/console-user): operator reads everything and writes only
+// control/request/<name>; viewer only reads.
+enum class ConsoleRole { operator_, viewer };
+[[nodiscard]] std::string_view to_string(ConsoleRole role);
+struct ConsoleUser {
+    std::string name, password;
+    ConsoleRole role{ConsoleRole::viewer};
+};
+
 // A real Mosquitto with the project's broker-config (mosquitto.conf rendered for the test:
 // TLS listener with require_certificate + use_identity_as_username, the project's ACL file,
 // persistence into the temp dir) on a free loopback port.
@@ -141,6 +150,11 @@ struct BrokerOptions {
     // The TLS listener's address (an IPv4 address of this namespace), e.g. the cloud side of a
     // NatSite (kit_net.hpp); the broker certificate must name it (PkiOptions::sans).
     std::string bind_address{"127.0.0.1"};
+    // Non-empty: also the console listener (render-broker-config --console-listener) on
+    // 127.0.0.1:console_port(), with these logins, added by scripts/console-user to the password
+    // file (a copy of password_file, merged, when both are given) and to the ACL fragment that
+    // render-broker-config appends to broker-config/acl.
+    std::vector<ConsoleUser> console_users;
 };
 class Broker {
 public:
@@ -153,6 +167,9 @@ public:
     [[nodiscard]] const std::string& host() const { return options_.bind_address; }
     [[nodiscard]] int pid() const;  // the running mosquitto's PID (-1 when stopped)
     [[nodiscard]] int sim_port() const { return sim_port_; }  // 0 without BrokerOptions::password_file
+    [[nodiscard]] int console_port() const { return console_port_; }  // 0 without BrokerOptions::console_users
+    // The console listener's URL for ota::mqtt ("tcp://127.0.0.1:<console_port>").
+    [[nodiscard]] std::string console_url() const;
     [[nodiscard]] std::string log() const;
     // Stop and start again on the same port with the same persistence (retained messages kept).
     void restart();
@@ -168,6 +185,7 @@ private:
     TempDir dir_;
     int port_{0};
     int sim_port_{0};
+    int console_port_{0};
     std::unique_ptr<Process> proc_;
 };
 

@@ -19,8 +19,36 @@ using namespace detail;
 
 // ---- Broker ---------------------------------------------------------------------------------
 
+std::string_view to_string(ConsoleRole role) {
+    switch (role) {
+        case ConsoleRole::operator_: return "operator";
+        case ConsoleRole::viewer: return "viewer";
+    }
+    return "viewer";
+}
+
+namespace {
+// The password file and ACL fragment of the console users, written by scripts/console-user (the
+// operators' tool) into `dir`: passwd starts as a copy of the sim listener's file, if any.
+void write_console_users(const fs::path& dir, const fs::path& sim_passwords, const std::vector<ConsoleUser>& users) {
+    const auto passwd = dir / "passwd";
+    std::error_code ec;
+    fs::remove(passwd, ec);
+    fs::remove(dir / "console.acl", ec);
+    if (!sim_passwords.empty()) fs::copy_file(sim_passwords, passwd);
+    write_file(dir / "console.acl", "");
+    for (const auto& u : users) {
+        auto r = run({(source_dir() / "scripts" / "console-user").string(), "--password-file", passwd.string(),
+                      "--acl-fragment", (dir / "console.acl").string(), "add", u.name, "--role", std::string(to_string(u.role))},
+                     30s, {}, u.password + "\n");
+        if (r.exit_code != 0) fail("scripts/console-user add " + u.name + " failed: " + r.err);
+    }
+}
+}  // namespace
+
 Broker::Broker(const Pki& pki, BrokerOptions options) : pki_(pki), options_(std::move(options)), dir_("ota-broker") {
     fs::create_directories(dir_ / "data");
+    if (!options_.console_users.empty()) write_console_users(dir_.path(), options_.password_file, options_.console_users);
     if (!options_.password_file.empty()) {
         // Each simulated device is a descriptor of the broker (a child inherits the limit).
         rlimit r{};
@@ -33,6 +61,7 @@ Broker::Broker(const Pki& pki, BrokerOptions options) : pki_(pki), options_(std:
     for (int attempt = 1;; ++attempt) {
         port_ = free_port();
         if (!options_.password_file.empty()) sim_port_ = free_port();
+        if (!options_.console_users.empty()) console_port_ = free_port();
         try {
             start();
             return;
@@ -45,6 +74,8 @@ Broker::Broker(const Pki& pki, BrokerOptions options) : pki_(pki), options_(std:
 Broker::~Broker() { stop(); }
 
 std::string Broker::url() const { return "mqtts://" + options_.bind_address + ":" + std::to_string(port_); }
+
+std::string Broker::console_url() const { return "tcp://127.0.0.1:" + std::to_string(console_port_); }
 
 int Broker::pid() const { return proc_ ? proc_->pid() : -1; }
 
@@ -61,8 +92,14 @@ void Broker::start() {
                                   std::to_string(port_), "--certs", pki_.dir.string(), "--data", (dir_ / "data").string(),
                                   "--acl", (source_dir() / "broker-config" / "acl").string(), "--user", user,
                                   "--bind", options_.bind_address};
-    if (sim_port_ != 0)
-        argv.insert(argv.end(), {"--sim-listener", std::to_string(sim_port_), "--password-file", options_.password_file.string()});
+    if (sim_port_ != 0) argv.insert(argv.end(), {"--sim-listener", std::to_string(sim_port_)});
+    if (console_port_ != 0)
+        argv.insert(argv.end(), {"--console-listener", std::to_string(console_port_), "--console-acl", (dir_ / "console.acl").string(),
+                                 "--acl-out", (dir_ / "acl").string()});
+    // One password file for both plain-TCP listeners (password_file is global): with console
+    // users it is the merged copy.
+    if (console_port_ != 0) argv.insert(argv.end(), {"--password-file", (dir_ / "passwd").string()});
+    else if (sim_port_ != 0) argv.insert(argv.end(), {"--password-file", options_.password_file.string()});
     auto rendered = run(argv, 10s);
     if (rendered.exit_code != 0) fail("scripts/render-broker-config failed: " + rendered.err);
     write_file(conf, rendered.out);
@@ -79,7 +116,8 @@ void Broker::start() {
             if (!proc_->running()) return false;
             const auto text = read_file_or_empty(log_file);
             return text.size() > offset && text.find(" running", offset) != std::string::npos && port_accepts(port_, options_.bind_address) &&
-                   (sim_port_ == 0 || port_accepts(sim_port_));
+                   (sim_port_ == 0 || port_accepts(sim_port_)) &&
+                   (console_port_ == 0 || port_accepts(console_port_));
         },
         10s);
     if (!up) {

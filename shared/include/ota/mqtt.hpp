@@ -37,6 +37,9 @@ struct Options {
     std::string cafile;        // CA bundle that signed the broker's certificate
     std::string certfile;      // client certificate (PEM)
     std::string keyfile;       // client private key (PEM)
+    // User name + password (a console login on the broker's console listener); empty: none.
+    // The TLS listener ignores them (the certificate's CN is the user name there).
+    std::string username, password;
     std::chrono::seconds keepalive{30};
     std::chrono::seconds connect_timeout{10};
     // 0 = clean session that ends with the connection; >0 = persistent session kept by the
