@@ -1,5 +1,6 @@
 // The fixture of the controller's integration tests: a real Mosquitto (TLS, the project's ACL),
-// ota-controller as a process, ota-ctl as the operator, releases signed in the test with a key
+// ota-controller as a process, ota-ctl as the operator (certificate `operator`), console logins
+// alice (operator) and victor (viewer) on the broker's console listener, releases signed in the test with a key
 // the controller trusts, and simulated devices (sim_fleet.hpp). Each test case is its own CTest
 // test, so each gets its own broker and database.
 #pragma once
@@ -23,12 +24,18 @@ using namespace std::chrono_literals;
 class ControllerTest : public ::testing::Test {
 protected:
     static constexpr int fleet_size = 20;
+    static constexpr const char* alice_password = "alice-pw-5b21";
+    static constexpr const char* victor_password = "victor-pw-c8e0";
     static inline std::unique_ptr<kit::Broker> broker;
     static inline std::string setup_error;
 
     static void SetUpTestSuite() {
         try {
-            broker = std::make_unique<kit::Broker>(kit::shared_pki(fleet_size));
+            // With the console listener: alice (operator) and victor (viewer) log in there.
+            broker = std::make_unique<kit::Broker>(
+                kit::shared_pki(fleet_size),
+                kit::BrokerOptions{.console_users = {{"alice", alice_password, kit::ConsoleRole::operator_},
+                                                     {"victor", victor_password, kit::ConsoleRole::viewer}}});
         } catch (const std::exception& e) {
             setup_error = e.what();
         }
@@ -134,11 +141,16 @@ protected:
     }
 
     kit::RunResult ctl(std::vector<std::string> args, const std::string& who = "operator") const {
+        return ctl_as(pki.cert(who), pki.key(who), std::move(args));
+    }
+    kit::RunResult ctl_as(const fs::path& cert, const fs::path& key_file, std::vector<std::string> args,
+                          const std::map<std::string, std::string>& env = {}) const {
         std::vector<std::string> argv{OTA_CTL_BIN, "--broker", broker->url(), "--cafile", pki.ca().string(),
-                                      "--cert", pki.cert(who).string(), "--key", pki.key(who).string(),
-                                      "--timeout", "10"};
+                                      "--cert", cert.string(), "--key", key_file.string(), "--timeout", "10"};
         argv.insert(argv.end(), args.begin(), args.end());
-        return kit::run(argv, 60s, {{"HOME", dir.path().string()}});
+        auto e = env;
+        e.emplace("HOME", dir.path().string());
+        return kit::run(argv, 60s, e);
     }
 
     json ctl_json(std::vector<std::string> args) const {

@@ -296,28 +296,6 @@ TEST_F(ControllerTest, MalformedDuplicateAndOutOfOrderStatusChangeNoCount) {
     EXPECT_NE(m.find("result=\"unknown_device\"} 1\n"), std::string::npos) << m;
 }
 
-TEST_F(ControllerTest, OperatorCommandsFromADeviceCertificateAreRefusedByTheBroker) {
-    start_controller(config(three_waves({}, {{"approval", true}})));
-    start_devices(4);
-    publish_release("app", "1.1.0");
-    ASSERT_TRUE(wait_wave(R1, 1u, "waiting_approval"));
-    kit::Subscriber replies(*broker, pki, "operator", "ota/v1/control/reply/#");
-    ASSERT_TRUE(replies.subscribed());
-    const auto req = json{{"id", "x1"}, {"cmd", "abort"}, {"rollout", R1}, {"actor", "mallory"},
-                          {"reply_to", "ota/v1/control/reply/mallory"}}.dump();
-    auto pub = kit::run({"mosquitto_pub", "-h", "127.0.0.1", "-p", std::to_string(broker->port()), "-V", "5",
-                         "--cafile", pki.ca().string(), "--cert", pki.cert(dev(1)).string(), "--key",
-                         pki.key(dev(1)).string(), "-q", "1", "-t", "ota/v1/control/request", "-m", req}, 10s);
-    std::this_thread::sleep_for(1s);
-    EXPECT_TRUE(replies.stop().messages.empty());
-    EXPECT_EQ(ctl_json({"status", R1})["state"], "active");
-    // the same request with ota-ctl (an operator certificate) works
-    auto r = ctl({"abort", R1});
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    EXPECT_EQ(ctl_json({"status", R1})["state"], "aborted");
-    (void)pub;
-}
-
 TEST_F(ControllerTest, OtaCtlListsRolloutsAndDevicesWithVersionSkew) {
     start_controller(config(three_waves({}, {{"approval", true}})));
     start_devices(fleet_size);

@@ -146,7 +146,7 @@ struct ConsoleUser {
 struct BrokerOptions {
     // Non-empty: also the simulation listener for ota-fleet-sim (render-broker-config
     // --sim-listener): plain TCP on 127.0.0.1:sim_port(), user name + password from this file.
-    fs::path password_file;
+    fs::path password_file{};
     // The TLS listener's address (an IPv4 address of this namespace), e.g. the cloud side of a
     // NatSite (kit_net.hpp); the broker certificate must name it (PkiOptions::sans).
     std::string bind_address{"127.0.0.1"};
@@ -154,7 +154,7 @@ struct BrokerOptions {
     // 127.0.0.1:console_port(), with these logins, added by scripts/console-user to the password
     // file (a copy of password_file, merged, when both are given) and to the ACL fragment that
     // render-broker-config appends to broker-config/acl.
-    std::vector<ConsoleUser> console_users;
+    std::vector<ConsoleUser> console_users{};
 };
 class Broker {
 public:
