@@ -5,7 +5,7 @@
 //   s / S   devices/device-<d>/status/app | status/model
 //   i / o   devices/device-<d>/inventory | online
 //   r / R   releases/app/stable | releases/model/stable (envelopes signed with the fuzz test key verify)
-//   c       control/request
+//   c       control/request/op-<d> (the topic's last segment is the actor; <d> may make it invalid)
 //   t       a tick after <payload> seconds (capped at 30 days)
 //   L       restart: a new Engine loads everything from the Store
 //   x       raw: the payload is "<topic> <payload>" (any topic)
@@ -190,7 +190,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             case 'o': rig.message(dev + "/online", payload); break;
             case 'r': rig.message("ota/v1/releases/app/stable", payload); break;
             case 'R': rig.message("ota/v1/releases/model/stable", payload); break;
-            case 'c': rig.message("ota/v1/control/request", payload); break;
+            case 'c': rig.message("ota/v1/control/request/op-" + std::string(1, line[1]), payload); break;
             case 't': rig.tick(payload); break;
             case 'L': rig.restart(); break;
             case 'x': {

@@ -134,6 +134,10 @@ int main(int argc, char** argv) {
         ok = write(dir / "corpus/controller_message/rollout-and-status.txt", rollout) && ok;
         std::string control = "i0 " + inv + "\nr0 " + env + "\n";
         control += "c0 {\"id\":\"1\",\"reply_to\":\"ota/v1/control/reply/x\",\"actor\":\"alice\",\"cmd\":\"pause\",\"rollout\":\"plant-a.app.1.1.0\"}\n";
+        control += "c1 {\"id\":\"1b\",\"reply_to\":\"ota/v1/control/reply/x\",\"actor\":\"mallory\",\"cmd\":\"audit\",\"limit\":5}\n";
+        control += "c  {\"id\":\"1c\",\"reply_to\":\"ota/v1/control/reply/x\",\"cmd\":\"rollouts\"}\n";  // actor "op- ": not a valid segment
+        control += "x0 ota/v1/control/request {\"id\":\"1d\",\"reply_to\":\"ota/v1/control/reply/x\",\"cmd\":\"rollouts\"}\n";  // the old topic
+        control += "x0 ota/v1/control/request/a/b {\"id\":\"1e\",\"reply_to\":\"ota/v1/control/reply/x\",\"cmd\":\"rollouts\"}\n";
         control += "c0 {\"id\":\"2\",\"reply_to\":\"ota/v1/control/reply/x\",\"actor\":\"alice\",\"cmd\":\"resume\",\"rollout\":\"plant-a.app.1.1.0\"}\n";
         control += "c0 {\"id\":\"3\",\"reply_to\":\"ota/v1/control/reply/x\",\"cmd\":\"approve\",\"rollout\":\"plant-a.app.1.1.0\"}\n";
         control += "c0 {\"id\":\"4\",\"cmd\":\"update\",\"device\":\"device-0\",\"component\":\"app\"}\n";

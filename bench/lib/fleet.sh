@@ -52,7 +52,7 @@ bench_broker() {
   BROKER_PID=$!; PIDS+=($BROKER_PID)
   bench_wait_port "$MQTT_PORT"
   "$PUBLISH" keygen --out "$WORK/release" >/dev/null
-  CTL=("$CTL_BIN" --broker "mqtts://127.0.0.1:$MQTT_PORT" --cafile "$C/ca.pem" --cert "$C/operator.pem" --key "$C/operator.key" --actor bench)
+  CTL=("$CTL_BIN" --broker "mqtts://127.0.0.1:$MQTT_PORT" --cafile "$C/ca.pem" --cert "$C/operator.pem" --key "$C/operator.key")
 }
 
 # bench_controller WAVES_JSON: ota-controller with fleet "plant" and these waves, metrics on METRICS_PORT.
