@@ -207,6 +207,28 @@ TEST_F(BrokerConsole, TheTlsListenerTakesTheCertificatesIdentityAndIgnoresAUserN
     EXPECT_TRUE(controller->wait(1, kNothing).messages.empty());
 }
 
+// What broker-config/README.md tells operators to do: console-user, render again, SIGHUP.
+TEST_F(BrokerConsole, UsersAddedOrRemovedTakeEffectAtTheReload) {
+    kit::Broker own(pki, kit::BrokerOptions{.console_users = {{"alice", "pw-a", kit::ConsoleRole::operator_},
+                                                             {"victor", "pw-v", kit::ConsoleRole::viewer}}});
+    const auto can_login = [&](const std::string& user, const std::string& password) {
+        return static_cast<bool>(client(own.console_url(), user, password)->mqtt->connect());
+    };
+    ASSERT_TRUE(can_login("victor", "pw-v"));
+    ASSERT_FALSE(can_login("carol", "pw-c"));
+    // victor removed, carol added as an operator, alice's password changed; the broker is not restarted.
+    const int pid = own.pid();
+    own.set_console_users({{"alice", "pw-a2", kit::ConsoleRole::operator_}, {"carol", "pw-c", kit::ConsoleRole::operator_}});
+    EXPECT_EQ(own.pid(), pid);
+    EXPECT_FALSE(can_login("victor", "pw-v"));
+    EXPECT_FALSE(can_login("alice", "pw-a"));
+    EXPECT_TRUE(can_login("alice", "pw-a2"));
+    auto carol = client(own.console_url(), "carol", "pw-c");
+    ASSERT_TRUE(carol->mqtt->connect());
+    EXPECT_EQ(publish(*carol, "ota/v1/control/request/carol"), "");
+    EXPECT_EQ(publish(*carol, "ota/v1/control/request/alice"), "mqtt_publish_failed");
+}
+
 // scripts/console-user on its own files: the names it refuses, and the blocks it writes.
 TEST(ConsoleUserScript, RefusesBadNamesServiceIdentitiesAndDevicesOfThePasswordFile) {
     kit::TempDir dir("ota-console-user");

@@ -171,6 +171,10 @@ public:
     // The console listener's URL for ota::mqtt ("tcp://127.0.0.1:<console_port>").
     [[nodiscard]] std::string console_url() const;
     [[nodiscard]] std::string log() const;
+    // Replace the console users (scripts/console-user on the broker's files, the config rendered
+    // again, then SIGHUP: what broker-config/README.md tells operators to do). Only for a broker
+    // made with console users. Returns once the broker has logged the reload.
+    void set_console_users(std::vector<ConsoleUser> users);
     // Stop and start again on the same port with the same persistence (retained messages kept).
     void restart();
     // kill -9 (nothing saved on the way out: what persistence wrote last survives), then start
@@ -180,6 +184,8 @@ public:
 
 private:
     void start();
+    [[nodiscard]] std::string render() const;  // mosquitto.conf by scripts/render-broker-config
+    void start_process(const fs::path& conf);
     const Pki& pki_;
     BrokerOptions options_;
     TempDir dir_;

@@ -81,9 +81,29 @@ int Broker::pid() const { return proc_ ? proc_->pid() : -1; }
 
 std::string Broker::log() const { return read_file_or_empty(dir_ / "mosquitto.log"); }
 
+void Broker::set_console_users(std::vector<ConsoleUser> users) {
+    if (console_port_ == 0) fail("Broker::set_console_users: the broker has no console listener (BrokerOptions::console_users)");
+    options_.console_users = std::move(users);
+    write_console_users(dir_.path(), options_.password_file, options_.console_users);
+    write_file(dir_ / "mosquitto.conf", render());
+    if (!proc_) return;
+    const auto offset = log().size();
+    ::kill(proc_->pid(), SIGHUP);
+    if (!wait_until([&] { return log().find("Reloading config", offset) != std::string::npos; }, 10s))
+        fail("mosquitto did not log a reload within 10 s of SIGHUP; log tail:\n" + tail(log().substr(offset)));
+}
+
 void Broker::start() {
     if (proc_) return;
     const fs::path conf = dir_ / "mosquitto.conf";
+    write_file(conf, render());
+    // The broker's own certificate and key are in the PKI under the standard names.
+    for (const auto& f : {pki_.ca(), pki_.cert("broker"), pki_.key("broker"), pki_.crl()})
+        if (!fs::exists(f)) fail("broker: missing " + f.string());
+    start_process(conf);
+}
+
+std::string Broker::render() const {
     // Mosquitto 2.0 drops privileges to `user` before it reads the certificates, so as root it
     // stays root here to read the 0600 keys in the (0700) temporary PKI directory.
     const std::string user = ::geteuid() == 0 ? "root" : "mosquitto";
@@ -102,10 +122,10 @@ void Broker::start() {
     else if (sim_port_ != 0) argv.insert(argv.end(), {"--password-file", options_.password_file.string()});
     auto rendered = run(argv, 10s);
     if (rendered.exit_code != 0) fail("scripts/render-broker-config failed: " + rendered.err);
-    write_file(conf, rendered.out);
-    // The broker's own certificate and key are in the PKI under the standard names.
-    for (const auto& f : {pki_.ca(), pki_.cert("broker"), pki_.key("broker"), pki_.crl()})
-        if (!fs::exists(f)) fail("broker: missing " + f.string());
+    return rendered.out;
+}
+
+void Broker::start_process(const fs::path& conf) {
 
     const auto log_file = dir_ / "mosquitto.log";
     const auto offset = read_file_or_empty(log_file).size();
