@@ -9,7 +9,7 @@
 //   -> done -> next wave ... -> rollout `completed`.
 //   Failure threshold crossed in an open or soaking wave: wave and rollout `halted`, the wave
 //   message republished with state `halted`, an alert retained on alerts/<rollout>.
-//   Operators: approve, pause, resume, retry, abort (control/request).
+//   Operators: approve, pause, resume, retry, abort (control/request/<user>: the actor is <user>).
 #pragma once
 
 #include <chrono>
