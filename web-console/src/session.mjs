@@ -122,7 +122,11 @@ export function startSession({ url, username, password, prefix }, handlers) {
   client.on('connect', () => {
     handlers.onReset();
     client.subscribe(replyTopic, { qos: 1 }, () => {
-      client.subscribe(subscriptions(prefix), { qos: 1 }, () => {
+      // QoS 0 for the state: Mosquitto queues at most max_queued_messages (default 1000) QoS 1
+      // messages per client and drops the rest, which a burst of 40,000 retained messages passes;
+      // QoS 0 goes straight to the socket. A lost connection loses nothing either: every connect
+      // takes the whole retained state again.
+      client.subscribe(subscriptions(prefix), { qos: 0 }, () => {
         if (!role) probeRole();
       });
     });
