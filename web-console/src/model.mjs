@@ -57,12 +57,16 @@ function parseObject(text) {
 // ---- topics --------------------------------------------------------------------------------------
 
 const NAME = /^[A-Za-z0-9._-]{1,64}$/;
+// Device ids outside the protocol's name rule are still shown (as text), so a misconfigured
+// device is visible rather than silently missing; only control characters are refused.
+// eslint-disable-next-line no-control-regex
+const DEVICE = /^[^\u0000-\u001f\u007f]{1,256}$/;
 
 /** Splits a topic under `prefix` into {kind, ...names}, or null for a topic the console ignores. */
 export function parseTopic(topic, prefix) {
   if (typeof topic !== 'string' || !topic.startsWith(prefix + '/')) return null;
   const p = topic.slice(prefix.length + 1).split('/');
-  if (!p.every((s) => NAME.test(s))) return null;
+  if (!p.every((s, i) => (p[0] === 'devices' && i === 1 ? DEVICE : NAME).test(s))) return null;
   if (p[0] === 'releases' && p.length === 3) return { kind: 'release', component: p[1], channel: p[2] };
   if (p[0] === 'rollouts' && p.length === 2) return { kind: 'rollout', id: p[1] };
   if (p[0] === 'alerts' && p.length === 2) return { kind: 'alert', id: p[1] };

@@ -192,6 +192,7 @@ export async function updateMany(label, pairs) {
   let ok = 0;
   const failures = [];
   let next = 0;
+  app.reply = null;
   app.busy = `${label}: 0/${pairs.length}`;
   invalidate();
   async function worker() {

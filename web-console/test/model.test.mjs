@@ -13,7 +13,9 @@ test('topics: the protocol tree is recognised, anything else ignored', () => {
   assert.deepEqual(parseTopic(`${P}/fleets/f/policy`, P), { kind: 'policy', fleet: 'f' });
   assert.equal(parseTopic(`${P}/devices/d1/cmd`, P), null);
   assert.equal(parseTopic(`other/devices/d1/online`, P), null);
-  assert.equal(parseTopic(`${P}/devices/<img src=x>/online`, P), null);
+  assert.deepEqual(parseTopic(`${P}/devices/<img src=x>/online`, P), { kind: 'online', device: '<img src=x>' });
+  assert.equal(parseTopic(`${P}/devices/a\u0000b/online`, P), null);
+  assert.equal(parseTopic(`${P}/releases/<b>/stable`, P), null);
   assert.equal(parseTopic(`${P}/rollouts/a/b`, P), null);
 });
 

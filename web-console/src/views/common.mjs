@@ -33,7 +33,7 @@ export function versionTip(component, cs) {
 
 export function ReplyArea() {
   const r = app.reply;
-  return html`<div class="reply" data-testid="reply" data-ok=${r ? String(r.ok) : ''} aria-live="polite">
+  return html`<div class="reply" data-testid="reply" data-ok=${r ? String(r.ok) : ''} data-busy=${app.busy ? 'true' : 'false'} aria-live="polite">
     ${app.busy ? html`<span class="busy">${app.busy}</span>` : null}
     ${!r
       ? html`<span class="muted">controller replies appear here</span>`
