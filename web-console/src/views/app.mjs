@@ -1,6 +1,7 @@
 // The shell: top bar (connection state, badges, navigation), the routed view, toasts, dialogs.
 
 import { html } from 'htm/preact';
+import { Component } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { app, logout, onRender } from '../store.mjs';
 import { ConfirmDialog, ReplyArea, Toasts } from './common.mjs';
@@ -62,6 +63,16 @@ function TopBar({ view }) {
   </header>`;
 }
 
+/** A view that throws shows its error instead of taking the page (and the session) down. */
+class Boundary extends Component {
+  componentDidCatch(err) {
+    this.setState({ err: String((err && err.message) || err) });
+  }
+  render({ children }, { err }) {
+    return err ? html`<p class="err" data-testid="view-error">This view failed: ${err}</p>` : children;
+  }
+}
+
 export function App() {
   const [, setTick] = useState(0);
   useEffect(() => onRender(() => setTick((t) => t + 1)), []);
@@ -80,7 +91,7 @@ export function App() {
   else body = html`<${FleetView} />`;
   return html`<div class="shell">
     <${TopBar} view=${v} />
-    <main class="content">${body}</main>
+    <main class="content"><${Boundary} key=${v}>${body}</${Boundary}></main>
     <footer><${ReplyArea} /></footer>
     <${Toasts} />
     <${ConfirmDialog} />

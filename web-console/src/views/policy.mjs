@@ -6,10 +6,11 @@ import { html } from 'htm/preact';
 import { app } from '../store.mjs';
 import { Empty } from './common.mjs';
 
-function Value({ v }) {
+function Value({ v, depth = 0 }) {
   if (v === null || typeof v !== 'object') return html`<span>${JSON.stringify(v)}</span>`;
-  const entries = Array.isArray(v) ? v.map((x, i) => [i, x]) : Object.entries(v);
-  return html`<dl class="tree">${entries.map(([k, x]) => html`<dt>${String(k)}</dt><dd><${Value} v=${x} /></dd>`)}</dl>`;
+  if (depth >= 8) return html`<span class="muted">…</span>`;
+  const entries = (Array.isArray(v) ? v.map((x, i) => [i, x]) : Object.entries(v)).slice(0, 200);
+  return html`<dl class="tree">${entries.map(([k, x]) => html`<dt>${String(k)}</dt><dd><${Value} v=${x} depth=${depth + 1} /></dd>`)}</dl>`;
 }
 
 export function PolicyView() {
