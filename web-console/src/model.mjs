@@ -333,8 +333,6 @@ function applyUnsafe(model, topic, payload, retained, prefix) {
           id: t.id,
           text: `alert on ${t.id} resolved${a.resolved_by ? ' by ' + a.resolved_by : ''}${a.resolution ? ' (' + a.resolution + ')' : ''}`,
         });
-      if (!retained && a.state === 'firing' && (!prev || prev.state !== 'firing'))
-        events.push({ type: 'alert_firing', id: t.id, text: `alert on ${t.id}: ${a.reason || 'wave halted'}` });
       break;
     }
     case 'online': {

@@ -122,7 +122,7 @@ export function login(username, password, stay) {
       },
       onMessage(topic, text, retained) {
         for (const ev of applyMessage(app.model, topic, text, { retained, prefix }))
-          toast(ev.text, ev.type === 'rollout_halted' || ev.type === 'alert_firing' ? 'error' : 'ok');
+          toast(ev.text, ev.type === 'rollout_halted' ? 'error' : 'ok');
         invalidate();
       },
       onRole(role) {
