@@ -82,7 +82,8 @@ export function App() {
   app.derived.update(app.model);
   let body;
   const v = route.view.split('?')[0];
-  if (v === 'devices') body = html`<${DevicesView} query=${route.view.split('?')[1] || ''} />`;
+  const query = route.view.split('?')[1] || '';
+  if (v === 'devices') body = html`<${DevicesView} key=${query} query=${query} />`; // a new link, fresh filters
   else if (v === 'device') body = html`<${DeviceView} id=${route.arg} />`;
   else if (v === 'rollouts') body = html`<${RolloutsView} />`;
   else if (v === 'rollout') body = html`<${RolloutView} id=${route.arg} />`;

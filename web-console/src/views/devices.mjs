@@ -44,12 +44,6 @@ export function DevicesView({ query }) {
   const [f, setF] = useState(() => parseQuery(query));
   const [page, setPage] = useState(0);
   const [selected, setSelected] = useState(() => new Set());
-  const [lastQuery, setLastQuery] = useState(query);
-  if (query !== lastQuery) {
-    setLastQuery(query);
-    setF(parseQuery(query));
-    setPage(0);
-  }
   const model = app.model;
   const derived = app.derived;
   const ids = filterDevices(model, derived, sortedIds(model), f);
