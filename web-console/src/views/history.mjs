@@ -16,7 +16,8 @@ export function HistoryView() {
     const fields = { limit: 200 };
     if (rollout) fields.rollout = rollout;
     const r = await runCommand('audit', 'audit', fields, { show: false });
-    if (r.ok && Array.isArray(r.result)) setAudit({ rows: r.result.filter((x) => x && typeof x === 'object'), error: '' });
+    // newest first (the controller lists oldest first)
+    if (r.ok && Array.isArray(r.result)) setAudit({ rows: r.result.filter((x) => x && typeof x === 'object').reverse(), error: '' });
     else setAudit({ rows: null, error: r.ok ? 'unexpected reply' : `${r.error.code}: ${r.error.message}` });
     invalidate();
   };

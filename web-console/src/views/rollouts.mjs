@@ -74,7 +74,7 @@ export function WaveBar({ w, now }) {
     <div class="wave-head">
       <b>${w.name}</b> <span class=${'badge ws-' + w.state} data-testid="wave-state">${w.state.replace('_', ' ')}</span>
       ${note ? html` <span class="note" data-testid="wave-note">${note}</span>` : null}
-      <span class="muted"> ${w.devices} devices${w.success_percent !== null ? ` · ${w.success_percent.toFixed(1)} % success` : ''}</span>
+      <span class="muted"> ${w.devices} devices${w.success_percent !== null ? ` · success threshold ${w.success_percent.toFixed(1)} %` : ''}</span>
     </div>
     <div class="bar">${seg('succeeded', w.succeeded + w.already)}${seg('failed', w.failed)}${seg('silent', w.silent)}${seg('in_progress', w.in_progress)}${seg('pending', w.pending)}</div>
     <div class="wave-nums">
@@ -121,8 +121,8 @@ export function RolloutView({ id }) {
       : null}
     <div class="waves">${r.waves.map((w) => html`<${WaveBar} key=${w.name} w=${w} now=${now} />`)}</div>
     <p data-testid="rollout-totals">
-      total: ${r.totals.devices} devices, ${r.totals.succeeded} succeeded, ${r.totals.already} already there, ${r.totals.failed} failed,
-      ${r.totals.silent} silent, ${r.totals.in_progress} in progress, ${r.totals.pending} pending
+      ${`total: ${r.totals.devices} devices, ${r.totals.succeeded} succeeded, ${r.totals.already} already there, ${r.totals.failed} failed, ` +
+      `${r.totals.silent} silent, ${r.totals.in_progress} in progress, ${r.totals.pending} pending`}
     </p>
   </section>`;
 }
