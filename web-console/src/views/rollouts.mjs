@@ -107,9 +107,9 @@ export function RolloutView({ id }) {
   return html`<section data-testid="rollout-view" data-rollout-id=${id}>
     <h2>Rollout <span data-testid="rollout-title">${id}</span> <${RolloutState} state=${r.state} /></h2>
     <p class="muted">${r.fleet} · ${r.component} ${r.version} · created ${fmtTime(r.created)} · updated ${fmtTime(r.updated)}</p>
-    ${r.reason ? html`<p class="err" data-testid="rollout-reason">${r.state}: ${r.reason}</p>` : null}
+    ${r.reason ? html`<p class=${r.state === 'halted' ? 'err' : 'muted'} data-testid="rollout-reason">${r.state}: ${r.reason}</p>` : null}
     ${a ? html`<p class=${a.state === 'firing' ? 'err' : 'muted'} data-testid="rollout-alert-state" data-state=${a.state}>
-      alert ${a.state}${a.wave ? ` on wave ${a.wave}` : ''}: ${a.reason}${a.resolved_by ? ` · resolved by ${a.resolved_by}` : ''}</p>` : null}
+      ${`alert ${a.state}${a.wave ? ` on wave ${a.wave}` : ''}${a.reason ? `: ${a.reason}` : ''}${a.resolved_by ? ` · resolved by ${a.resolved_by}` : ''}${a.resolution ? ` (${a.resolution})` : ''}`}</p>` : null}
     ${operator
       ? html`<div class="actions">
           <button data-testid="action-approve" class=${needsApproval ? 'primary' : ''} disabled=${offline()} onClick=${() => act(r, 'approve')}>Approve</button>
