@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { webcrypto } from 'node:crypto';
 import { brokerUrl, uuid } from '../src/session.mjs';
 import { subscriptions } from '../src/model.mjs';
 
@@ -7,6 +8,9 @@ test('the broker URL follows the page: wss for https, ws for http, same host and
   assert.equal(brokerUrl({ protocol: 'https:', host: 'ota.example:8443' }, '/mqtt'), 'wss://ota.example:8443/mqtt');
   assert.equal(brokerUrl({ protocol: 'http:', host: '127.0.0.1:8080' }, '/ws'), 'ws://127.0.0.1:8080/ws');
 });
+
+// the page's crypto; Node 18 (Debian 12's nodejs) has no global one
+if (!globalThis.crypto) globalThis.crypto = webcrypto;
 
 test('request ids are distinct RFC 4122 version 4 UUIDs (no secure context needed)', () => {
   const seen = new Set();
