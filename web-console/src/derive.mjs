@@ -112,6 +112,30 @@ export function emptyCounts() {
   return Object.fromEntries([...STATES, 'total'].map((s) => [s, 0]));
 }
 
+/** Counts per component and state over derived devices; `components` get a row even when empty. */
+export function countStates(derivedDevices, components = []) {
+  const counts = {};
+  for (const dd of derivedDevices) {
+    for (const [c, cs] of Object.entries(dd.states)) {
+      const k = counts[c] || (counts[c] = emptyCounts());
+      k[cs.state]++;
+      k.total++;
+    }
+  }
+  for (const c of components) if (!counts[c]) counts[c] = emptyCounts();
+  return counts;
+}
+
+/** The fleet counts of one fleet (devices assigned to it). */
+export function fleetCounts(model, derived, fleet) {
+  const list = [];
+  for (const [id, dd] of derived.byDevice) {
+    const d = model.devices.get(id);
+    if (d && d.assignment && d.assignment.fleet === fleet) list.push(dd);
+  }
+  return countStates(list, derived.newest.keys());
+}
+
 export class Derived {
   constructor() {
     this.byDevice = new Map();
@@ -140,18 +164,9 @@ export class Derived {
       }
     }
     model.dirty.clear();
-    const counts = {};
+    this.counts = countStates(this.byDevice.values(), this.newest.keys());
     let needs = 0;
-    for (const dd of this.byDevice.values()) {
-      if (dd.needsUpdate) needs++;
-      for (const [c, cs] of Object.entries(dd.states)) {
-        const k = counts[c] || (counts[c] = emptyCounts());
-        k[cs.state]++;
-        k.total++;
-      }
-    }
-    for (const c of this.newest.keys()) if (!counts[c]) counts[c] = emptyCounts();
-    this.counts = counts;
+    for (const dd of this.byDevice.values()) if (dd.needsUpdate) needs++;
     this.needsUpdate = needs;
     let firing = 0;
     for (const a of model.alerts.values()) if (a.state === 'firing') firing++;

@@ -111,3 +111,15 @@ test('10,000 devices, 40,000 messages: the model and counts are built without er
   assert.equal(d.counts.app.outdated, 5000);
   assert.equal(d.needsUpdate, 5000);
 });
+
+test('counts of one fleet take only the devices assigned to it', async () => {
+  const { fleetCounts } = await import('../src/derive.mjs');
+  const m = fleet();
+  put(m, 'devices/old/assignment', { fleet: 'plant-b', wave: 'w' });
+  put(m, 'devices/up/assignment', { fleet: 'plant-b', wave: 'w' });
+  const d = new Derived().update(m);
+  const c = fleetCounts(m, d, 'plant-b');
+  assert.equal(c.app.total, 2);
+  assert.equal(c.app.outdated, 2);
+  assert.equal(fleetCounts(m, d, 'nowhere').app.total, 0);
+});

@@ -2,6 +2,7 @@
 // Everything a device or the controller sent is rendered as text (Preact escapes it).
 
 import { html } from 'htm/preact';
+import { useEffect, useRef } from 'preact/hooks';
 import { STATE_LABELS } from '../derive.mjs';
 import { answerConfirm, app, dismissToast } from '../store.mjs';
 
@@ -60,13 +61,18 @@ export function Toasts() {
 
 export function ConfirmDialog() {
   const c = app.confirm;
+  const cancel = useRef(null);
+  useEffect(() => {
+    if (c && cancel.current) cancel.current.focus(); // Enter does the harmless thing
+  }, [c]);
   if (!c) return null;
-  return html`<div class="overlay">
+  const onKey = (e) => e.key === 'Escape' && answerConfirm(false);
+  return html`<div class="overlay" onKeyDown=${onKey}>
     <div class="dialog" role="dialog" aria-modal="true" data-testid="confirm-dialog">
       <p data-testid="confirm-text">${c.text}</p>
       <div class="row">
         <button class="danger" data-testid="confirm-yes" onClick=${() => answerConfirm(true)}>${c.yes}</button>
-        <button data-testid="confirm-no" onClick=${() => answerConfirm(false)}>Cancel</button>
+        <button data-testid="confirm-no" ref=${cancel} onClick=${() => answerConfirm(false)}>Cancel</button>
       </div>
     </div>
   </div>`;

@@ -1,17 +1,27 @@
 // Fleet overview: per component, how many devices are in each state; the latest releases.
 
 import { html } from 'htm/preact';
-import { STATES, STATE_LABELS } from '../derive.mjs';
+import { useState } from 'preact/hooks';
+import { STATES, STATE_LABELS, fleetCounts } from '../derive.mjs';
 import { app } from '../store.mjs';
 import { Empty, fmtTime } from './common.mjs';
 
 export function FleetView() {
-  const counts = app.derived.counts;
-  const comps = Object.keys(counts).sort();
+  const [fleet, setFleet] = useState('');
   const m = app.model;
+  const fleets = [...new Set([...m.devices.values()].map((d) => d.assignment?.fleet).filter(Boolean))].sort();
+  const counts = fleet ? fleetCounts(m, app.derived, fleet) : app.derived.counts;
+  const comps = Object.keys(counts).sort();
+  const fq = fleet ? `&fleet=${encodeURIComponent(fleet)}` : '';
   const releases = [...m.releases.values()].sort((a, b) => (a.component + a.channel < b.component + b.channel ? -1 : 1));
   return html`<section>
     <h2>Fleet <span class="muted">${m.devices.size} devices</span></h2>
+    <div class="filters">
+      <select data-testid="fleet-select" value=${fleet} onChange=${(e) => setFleet(e.currentTarget.value)}>
+        <option value="">all fleets</option>
+        ${fleets.map((f) => html`<option value=${f}>${f}</option>`)}
+      </select>
+    </div>
     ${comps.length === 0
       ? html`<${Empty} text="No device or release seen yet." />`
       : html`<table class="counts" data-testid="fleet-counts">
@@ -29,7 +39,7 @@ export function FleetView() {
                 ${STATES.map(
                   (s) =>
                     html`<td class=${counts[c][s] ? 'st-c-' + s : 'zero'}>
-                      <a href=${`#/devices?component=${encodeURIComponent(c)}&state=${s}`} data-testid="fleet-count" data-component=${c} data-state=${s}
+                      <a href=${`#/devices?component=${encodeURIComponent(c)}&state=${s}${fq}`} data-testid="fleet-count" data-component=${c} data-state=${s}
                         >${counts[c][s]}</a
                       >
                     </td>`,

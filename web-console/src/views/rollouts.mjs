@@ -41,7 +41,10 @@ export function RolloutsView() {
                 <td><${RolloutState} state=${r.state} /></td>
                 <td>${r.fleet}</td><td>${r.component}</td><td>${r.version}</td><td>${r.wave}</td>
                 <td>${t.succeeded + t.already}/${t.devices} done${t.failed ? `, ${t.failed} failed` : ''}${t.silent ? `, ${t.silent} silent` : ''}</td>
-                <td>${a && a.state === 'firing' ? html`<span class="badge alert" data-testid="rollout-alert">${a.reason || 'firing'}</span>` : ''}</td>
+                <td>
+                  ${a && a.state === 'firing' ? html`<span class="badge alert" data-testid="rollout-alert">${a.reason || 'firing'}</span>` : ''}
+                  ${r.waves.some((w) => w.state === 'waiting_approval') ? html`<span class="badge rs-paused" data-testid="rollout-needs-approval">needs approval</span>` : ''}
+                </td>
               </tr>`;
             })}
           </tbody>
