@@ -53,43 +53,51 @@ std::optional<json> PolicyCli::request() const {
 
 namespace {
 
+// A member of a reply, or an empty value of that kind when the controller sent none (a reply is
+// input: a const operator[] on a missing key would be undefined behaviour).
+json member(const json& j, const char* key, json fallback) {
+    auto it = j.find(key);
+    return it == j.end() || it->type() != fallback.type() ? fallback : *it;
+}
+
 std::string window_text(const json& w) {
     if (!w.is_object()) return "-";
     std::string days;
-    for (const auto& d : w.value("days", json::array())) days += (days.empty() ? "" : ",") + d.get<std::string>();
+    for (const auto& d : member(w, "days", json::array())) days += (days.empty() ? "" : ",") + (d.is_string() ? d.get<std::string>() : d.dump());
     return (days.empty() ? "daily" : days) + " " + str(w, "start") + "-" + str(w, "end");
 }
 
 void print_fleet(const json& p) {
     std::string set = "from the config";
-    if (p["strategy_set"].is_object()) set = "set by " + str(p["strategy_set"], "set_by") + " at " + str(p["strategy_set"], "set_at");
+    if (const auto by = member(p, "strategy_set", json::object()); !by.empty())
+        set = "set by " + str(by, "set_by") + " at " + str(by, "set_at");
     std::printf("fleet %s  channel %s  strategy %s (%s)\n", str(p, "fleet").c_str(), str(p, "channel").c_str(),
                 str(p, "strategy").c_str(), set.c_str());
     std::vector<std::vector<std::string>> rows{{"WAVE", "SELECT", "SUCCESS%", "MAX-FAILURES", "MAX-FAILURE%", "MIN-FINISHED",
                                                 "TIMEOUT-S", "SOAK-S", "APPROVAL", "WINDOW (UTC)", "OVERRIDDEN"}};
-    for (const auto& w : p["waves"]) {
-        const auto& q = w["policy"];
+    for (const auto& w : member(p, "waves", json::array())) {
+        const auto q = member(w, "policy", json::object());
         std::string by;
-        for (const auto& [field, o] : w["overrides"].items())
+        for (const auto& [field, o] : member(w, "overrides", json::object()).items())
             by += (by.empty() ? "" : "; ") + field + " by " + str(o, "set_by") + " " + str(o, "set_at");
         rows.push_back({str(w, "name"), str(w, "select"), str(q, "success_percent"), str(q, "max_failures"),
                         str(q, "max_failure_percent"), str(q, "min_finished"), str(q, "device_timeout_s"), str(q, "soak_s"),
-                        q.value("approval", false) ? "required" : "no", q.contains("window") ? window_text(q["window"]) : "any time",
+                        q.value("approval", false) ? "required" : "no", q.contains("window") ? window_text(q.at("window")) : "any time",
                         by.empty() ? "-" : by});
     }
     table(rows);
-    for (const auto& [c, waves] : p["components"].items()) {
+    for (const auto& [c, waves] : member(p, "components", json::object()).items()) {
         std::printf("component %s:\n", c.c_str());
         std::vector<std::vector<std::string>> crow{{"  WAVE", "SUCCESS%", "MAX-FAILURES", "MAX-FAILURE%", "SOAK-S", "APPROVAL", "WINDOW (UTC)"}};
         for (const auto& w : waves) {
-            const auto& q = w["policy"];
+            const auto q = member(w, "policy", json::object());
             crow.push_back({"  " + str(w, "wave"), str(q, "success_percent"), str(q, "max_failures"), str(q, "max_failure_percent"),
                             str(q, "soak_s"), q.value("approval", false) ? "required" : "no",
-                            q.contains("window") ? window_text(q["window"]) : "any time"});
+                            q.contains("window") ? window_text(q.at("window")) : "any time"});
         }
         table(crow);
     }
-    for (const auto& o : p["overrides"])
+    for (const auto& o : member(p, "overrides", json::array()))
         if (!o.value("in_use", true))
             std::printf("unused override %s (no such wave under this strategy), set by %s\n", str(o, "key").c_str(),
                         str(o, "set_by").c_str());
@@ -110,7 +118,7 @@ void PolicyCli::print(const json& result) const {
     else if (window_delete_->parsed()) std::printf("fleet %s: wave %s has no window now\n", fleet_.c_str(), wave_.c_str());
     else if (strategy_set_->parsed()) std::printf("fleet %s: strategy %s\n", fleet_.c_str(), str(result, "strategy").c_str());
     else std::printf("fleet %s: back to the config file\n", fleet_.c_str());
-    for (const auto& n : result.value("rollouts", json::array()))
+    for (const auto& n : member(result, "rollouts", json::array()))
         std::printf("  rollout %s: %s: %s\n", str(n, "rollout").c_str(), str(n, "applies").c_str(), str(n, "why").c_str());
 }
 

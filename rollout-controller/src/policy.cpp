@@ -126,7 +126,7 @@ Expected<Fleet> read_fleet(const nlohmann::json& j, const std::string& path) {
 
 }  // namespace
 
-Expected<void> check_fleet_policies(const Fleet& f, const std::string& path, ErrorCode code) {
+Expected<void> check_fleet_policies(const Fleet& f, const std::string& path, ErrorCode ec) {
     std::vector<std::string> components{""};
     for (const auto& [c, _] : f.component_defaults) components.push_back(c);
     for (const auto& [c, _] : f.component_waves) components.push_back(c);
@@ -139,7 +139,7 @@ Expected<void> check_fleet_policies(const Fleet& f, const std::string& path, Err
             const nlohmann::json* ow = nullptr;
             if (auto it = f.override_waves.find(f.waves[i].name); it != f.override_waves.end()) ow = &it->second;
             auto p = read_policy(merged({&f.defaults, &f.waves[i].policy, cd, cw, ow}),
-                                 path + (c.empty() ? "" : ".components." + c) + ".waves[" + std::to_string(i) + "]", code);
+                                 path + (c.empty() ? "" : ".components." + c) + ".waves[" + std::to_string(i) + "]", ec);
             if (!p) return std::unexpected(p.error());
         }
     }
