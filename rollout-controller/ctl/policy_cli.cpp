@@ -78,7 +78,8 @@ void print_fleet(const json& p) {
     for (const auto& w : member(p, "waves", json::array())) {
         const auto q = member(w, "policy", json::object());
         std::string by;
-        for (const auto& [field, o] : member(w, "overrides", json::object()).items())
+        const auto overrides = member(w, "overrides", json::object());  // lives through the loop (not a temporary)
+        for (const auto& [field, o] : overrides.items())
             by += (by.empty() ? "" : "; ") + field + " by " + str(o, "set_by") + " " + str(o, "set_at");
         rows.push_back({str(w, "name"), str(w, "select"), str(q, "success_percent"), str(q, "max_failures"),
                         str(q, "max_failure_percent"), str(q, "min_finished"), str(q, "device_timeout_s"), str(q, "soak_s"),
@@ -86,7 +87,8 @@ void print_fleet(const json& p) {
                         by.empty() ? "-" : by});
     }
     table(rows);
-    for (const auto& [c, waves] : member(p, "components", json::object()).items()) {
+    const auto components = member(p, "components", json::object());
+    for (const auto& [c, waves] : components.items()) {
         std::printf("component %s:\n", c.c_str());
         std::vector<std::vector<std::string>> crow{{"  WAVE", "SUCCESS%", "MAX-FAILURES", "MAX-FAILURE%", "SOAK-S", "APPROVAL", "WINDOW (UTC)"}};
         for (const auto& w : waves) {
