@@ -12,7 +12,8 @@
 // Properties: nothing crashes; no handler throws (the engine's last guard counts that as
 // `handler_error`: a handler that did not read its input without throwing); every publish is under
 // the prefix with a JSON payload; a restart rebuilds the same rollouts and members from SQLite
-// (silent members may count as pending or in progress again: silence is judged afresh after a start).
+// (silent members may count as pending or in progress again: silence is judged afresh after a start)
+// and the same effective fleet policies (the policy commands' overrides).
 #include <unistd.h>
 
 #include <chrono>
@@ -24,6 +25,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -149,8 +151,13 @@ struct Rig {
         const auto rollouts = engine->rollouts_by_state();
         const auto members = engine->members_by_state();
         const auto devices = engine->device_count();
+        std::vector<std::string> policies;  // operators' overrides are in SQLite: the same after a start
+        for (const auto& f : config().fleets) policies.push_back(engine->fleet_policy(f.name)->dump());
         engine.reset();
         start();
+        for (std::size_t i = 0; i < policies.size(); ++i)
+            OTA_FUZZ_CHECK(engine->fleet_policy(config().fleets[i].name)->dump() == policies[i],
+                           "fleet policy differs after a restart from SQLite: " + policies[i]);
         OTA_FUZZ_CHECK(engine->rollouts_by_state() == rollouts,
                        "rollouts differ after a restart from SQLite: " + show(rollouts) + " -> " + show(engine->rollouts_by_state()));
         // Silence is judged afresh after a start (a fresh timeout at each connect, docs/controller.md),

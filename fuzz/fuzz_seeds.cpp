@@ -148,6 +148,24 @@ int main(int argc, char** argv) {
         control += "c0 {\"id\":\"8\",\"reply_to\":\"ota/v1/control/reply/x\",\"cmd\":\"rollouts\"}\n";
         control += "c0 {\"id\":\"9\",\"reply_to\":\"ota/v1/control/reply/x\",\"cmd\":\"retry\",\"rollout\":\"plant-a.app.1.2.0\"}\n";
         ok = write(dir / "corpus/controller_message/control.txt", control) && ok;
+        // the fleet policy commands: windows, strategy, approval, reset, around restarts
+        const std::string rt = "\"reply_to\":\"ota/v1/control/reply/x\",\"actor\":\"alice\",";
+        std::string policy = "i0 " + inv + "\nr0 " + env + "\n";
+        for (const char* req : {
+                 R"("cmd":"policy","fleet":"plant-a"})", R"("cmd":"policy"})",
+                 R"("cmd":"window_set","fleet":"plant-a","wave":"early","window":{"days":["sat","sun"],"start":"22:00","end":"04:00"}})",
+                 R"("cmd":"window_set","fleet":"plant-a","wave":"early","window":{"start":"25:00","end":"04:00"}})",
+                 R"("cmd":"window_set","fleet":"plant-a","wave":"nope","window":{"start":"01:00","end":"02:00"}})",
+                 R"("cmd":"window_delete","fleet":"plant-b","wave":"broad"})",
+                 R"("cmd":"window_delete","fleet":"plant-b","wave":"broad"})",
+                 R"("cmd":"strategy_set","fleet":"plant-a","strategy":"all_at_once","approval":["all"]})",
+                 R"("cmd":"strategy_set","fleet":"plant-b","strategy":"staggered","approval":["early"]})",
+                 R"("cmd":"strategy_set","fleet":"plant-a","strategy":"sideways"})"})
+            policy += "c0 {" + rt + req + "\n";
+        policy += "L0\n" + status(0, 1, "succeeded") + "t0 3600\nr0 " + env2 + "\n";
+        policy += "c0 {" + rt + R"("cmd":"approve","rollout":"plant-a.app.1.2.0"})" + "\n";
+        policy += "c0 {" + rt + R"("cmd":"policy_reset","fleet":"plant-a"})" + "\nL0\n";
+        ok = write(dir / "corpus/controller_message/policy.txt", policy) && ok;
     }
     if (!ok) {
         std::fprintf(stderr, "fuzz_seeds: writing under %s failed\n", dir.c_str());

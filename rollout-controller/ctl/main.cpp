@@ -27,10 +27,14 @@
 #include "ota/json.hpp"
 #include "ota/mqtt.hpp"
 #include "ota/topics.hpp"
+#include "format.hpp"
+#include "policy_cli.hpp"
 
 namespace {
 
 using nlohmann::json;
+using ota::ctl::str;
+using ota::ctl::table;
 
 struct Settings {
     std::string broker, cafile, cert, key, prefix{"ota/v1"};
@@ -117,30 +121,6 @@ private:
     std::string client_id_;
     ota::mqtt::Client client_;
 };
-
-std::string str(const json& j, const char* key) {
-    auto it = j.find(key);
-    if (it == j.end() || it->is_null()) return "-";
-    return it->is_string() ? it->get<std::string>() : it->dump();
-}
-
-// Print rows as aligned columns.
-void table(const std::vector<std::vector<std::string>>& rows) {
-    std::vector<std::size_t> width;
-    for (const auto& r : rows)
-        for (std::size_t i = 0; i < r.size(); ++i) {
-            if (width.size() <= i) width.push_back(0);
-            width[i] = std::max(width[i], r[i].size());
-        }
-    for (const auto& r : rows) {
-        std::string line;
-        for (std::size_t i = 0; i < r.size(); ++i) {
-            line += r[i];
-            if (i + 1 < r.size()) line += std::string(width[i] - r[i].size() + 2, ' ');
-        }
-        std::printf("%s\n", line.c_str());
-    }
-}
 
 void print_rollouts(const json& list) {
     std::vector<std::vector<std::string>> rows{
@@ -311,6 +291,7 @@ int main(int argc, char** argv) {
     auto* c_audit = app.add_subcommand("audit", "The audit log: every transition and operator action");
     c_audit->add_option("--rollout", rollout, "Only this rollout");
     c_audit->add_option("--limit", limit, "Most recent entries to show")->capture_default_str();
+    const ota::ctl::PolicyCli policy_cli(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -357,6 +338,14 @@ int main(int argc, char** argv) {
         return 2;
     }
     s.user = *cn;
+    if (auto req = policy_cli.request()) {
+        Session session(s);
+        auto result = session.request(*req);
+        if (!result) return fail_with(result.error());
+        if (s.raw_json) std::printf("%s\n", result->dump(2).c_str());
+        else policy_cli.print(*result);
+        return 0;
+    }
 
     json req;
     auto* sub = app.get_subcommands().front();

@@ -91,6 +91,7 @@ Expected<ojson> Engine::command(const std::string& cmd, const nlohmann::json& re
         if (!r) return std::unexpected(r.error());
         return *rollout_state((*r)->row.id);
     }
+    if (auto policy = policy_command(cmd, request, actor, now)) return std::move(*policy);
     if (cmd == "devices") return devices_report(bool_field(request, "outdated").value_or(false));
     if (cmd == "audit") {
         const auto rollout = str_or(request, "rollout");
@@ -130,7 +131,8 @@ Expected<ojson> Engine::command(const std::string& cmd, const nlohmann::json& re
     }
     if (cmd != "approve" && cmd != "pause" && cmd != "resume" && cmd != "retry" && cmd != "abort")
         return fail(ErrorCode::request_invalid, "unknown cmd \"" + cmd +
-                                                    "\" (rollouts status devices audit update approve pause resume retry abort)");
+                                                    "\" (rollouts status devices audit update approve pause resume retry abort "
+                                                    "policy window_set window_delete strategy_set policy_reset)");
     auto found = find_rollout(request);
     if (!found) return std::unexpected(found.error());
     auto& r = **found;

@@ -32,6 +32,7 @@ void Engine::load(TimePoint now) {
     silence_from_ = now;  // nobody went silent while the controller was not running
     for (auto& d : store_.devices()) devices_.emplace(d.id, std::move(d));
     seqs_ = store_.seqs();
+    for (auto& o : store_.overrides()) overrides_[o.fleet].rows[o.key] = std::move(o);
     for (auto& row : store_.rollouts()) {
         auto parsed = parse_json(row.envelope, "stored release of " + row.id);
         const auto* manifest = parsed ? field(*parsed, "manifest") : nullptr;
@@ -44,9 +45,12 @@ void Engine::load(TimePoint now) {
         auto r = std::make_unique<Rollout>();
         r->row = std::move(row);
         r->manifest = std::move(*m);
-        set_policies(*r);
         const auto* fleet = cfg_.fleet(r->row.fleet);
-        if (is_live(r->row.state) && (!fleet || fleet->waves.size() != r->row.waves.size())) {
+        // An all_at_once rollout has the one wave `all` (unless the config's own waves are just that).
+        r->all_at_once = r->row.waves.size() == 1 && r->row.waves[0].name == all_wave &&
+                         !(fleet && fleet->waves.size() == 1 && fleet->waves[0].name == all_wave);
+        set_policies(*r);
+        if (is_live(r->row.state) && r->policies.empty()) {
             // The policy changed under a live rollout: keep its waves as they were stored.
             lg.warn("fleet config changed since the rollout started; its stored waves are kept",
                     {{"rollout", r->row.id}, {"fleet", r->row.fleet}});
@@ -64,6 +68,7 @@ void Engine::load(TimePoint now) {
             if (is_published(r->row.waves[i].state)) publish_wave(*r, i, wave_message_state(*r, i));
         r->publish_now = true;
     }
+    for (const auto& f : cfg_.fleets) publish_policy(f);
     lg.info("state loaded", {{"devices", std::to_string(devices_.size())}, {"rollouts", std::to_string(rollouts_.size())},
                              {"active", std::to_string(active_.size())}});
     tick(now);
@@ -120,7 +125,9 @@ void Engine::create_rollout(const Fleet& fleet, VerifiedRelease release, TimePoi
     r->row.envelope = release.envelope;
     r->row.state = RolloutState::active;
     r->row.created = now;
-    for (const auto& w : fleet.waves) {
+    const auto shaped = layout(fleet, strategy_of(fleet.name));
+    r->all_at_once = shaped.strategy == Strategy::all_at_once;
+    for (const auto& w : shaped.waves) {
         WaveRow row;
         row.name = w.name;
         row.state = WaveState::pending;
@@ -140,12 +147,18 @@ void Engine::create_rollout(const Fleet& fleet, VerifiedRelease release, TimePoi
     evaluate(ref, now);
 }
 
-// A rollout's policy per wave, layered once when it is created or loaded.
+// A rollout's policy per wave, layered when it is created or loaded and again when an operator
+// changes the fleet's policy: the config's fleet, shaped as the rollout was (staggered or
+// all_at_once), with the overrides on top.
 void Engine::set_policies(Rollout& r) const {
     r.policies.clear();
-    const auto* fleet = cfg_.fleet(r.row.fleet);
-    if (!fleet || fleet->waves.size() != r.row.waves.size()) return;  // the config changed under it: no policy
-    for (std::size_t i = 0; i < fleet->waves.size(); ++i) r.policies.push_back(fleet->policy(i, r.row.component));
+    const auto* file = cfg_.fleet(r.row.fleet);
+    if (!file) return;
+    const auto fleet = layout(*file, r.all_at_once ? Strategy::all_at_once : Strategy::staggered);
+    if (fleet.waves.size() != r.row.waves.size()) return;  // the config changed under it: no policy
+    for (std::size_t i = 0; i < fleet.waves.size(); ++i)
+        if (fleet.waves[i].name != r.row.waves[i].name) return;
+    for (std::size_t i = 0; i < fleet.waves.size(); ++i) r.policies.push_back(fleet.policy(i, r.row.component));
 }
 
 const WavePolicy* Engine::policy(const Rollout& r, std::size_t wave) const {
@@ -389,12 +402,19 @@ bool Engine::should_log(std::string_view key, TimePoint now) {
     return ok;
 }
 
+// An all_at_once rollout's one wave goes out on the topic of every wave of the config: devices
+// keep their assignment (and subscription) whatever the strategy.
 void Engine::publish_wave(const Rollout& r, std::size_t wave, WaveState state) {
     auto release = json::parse(r.row.envelope, nullptr, false);
     ojson msg;
     msg["rollout"] = r.row.id;
     msg["state"] = to_string(state);
     msg["release"] = release.is_discarded() ? json(r.row.envelope) : release;
+    const auto* file = cfg_.fleet(r.row.fleet);
+    if (r.all_at_once && file) {
+        for (const auto& w : file->waves) out_.push_back({topics_.wave(r.row.fleet, w.name, r.row.component), msg.dump(), true});
+        return;
+    }
     out_.push_back({topics_.wave(r.row.fleet, r.row.waves[wave].name, r.row.component), msg.dump(), true});
 }
 

@@ -28,6 +28,7 @@
 #include "ota/manifest.hpp"
 #include "ota/mqtt.hpp"
 #include "ota/topics.hpp"
+#include "fleet_policy.hpp"
 #include "policy.hpp"
 #include "store.hpp"
 
@@ -91,6 +92,8 @@ public:
 
     // The rollout's retained state document (also the `status` reply).
     [[nodiscard]] std::optional<nlohmann::ordered_json> rollout_state(const std::string& id) const;
+    // The fleet's effective policy document (also retained on fleets/<fleet>/policy).
+    [[nodiscard]] std::optional<nlohmann::ordered_json> fleet_policy(const std::string& fleet) const;
 
 private:
     struct Rollout {
@@ -101,6 +104,7 @@ private:
         std::set<std::string> silent;               // members counted as silent (refreshed by scan_silent)
         TimePoint next_silence{};                   // no member can go silent before this: scan_silent waits
         std::vector<WavePolicy> policies;           // per wave; empty when the fleet's config no longer fits
+        bool all_at_once{false};                    // created under the all_at_once strategy: one wave `all`
         bool publish_now{false};    // state changed: publish at once
         bool counts_dirty{false};   // counts changed: publish within state_interval
         TimePoint last_publish{};
@@ -153,6 +157,15 @@ private:
     Expected<nlohmann::ordered_json> command(const std::string& cmd, const nlohmann::json& request,
                                              const std::string& actor, TimePoint now);
     Expected<nlohmann::ordered_json> devices_report(bool outdated_only) const;
+    // policy_commands.cpp: policy window_set window_delete strategy_set policy_reset (nullopt: not one of them)
+    std::optional<Expected<nlohmann::ordered_json>> policy_command(const std::string& cmd, const nlohmann::json& request,
+                                                                   const std::string& actor, TimePoint now);
+    Expected<nlohmann::ordered_json> change_policy(const std::string& fleet, std::optional<OverrideRow> put,
+                                                   const std::string& erase_key, const std::string& actor,
+                                                   const std::string& action, const std::string& detail, TimePoint now);
+    [[nodiscard]] Fleet layout(const Fleet& file, Strategy shape) const;  // the file fleet with this fleet's overrides
+    [[nodiscard]] Strategy strategy_of(const std::string& fleet) const;
+    void publish_policy(const Fleet& file);
     void resume(Rollout& r, const std::string& actor, TimePoint now);
 
     void count(const std::string& result, std::uint64_t n = 1);
@@ -168,6 +181,7 @@ private:
     std::map<std::pair<std::string, std::string>, std::string> active_;  // (fleet, component) -> rollout id
     std::map<std::pair<std::string, std::string>, std::int64_t> seqs_;   // (device, component) -> last seq
     std::vector<Outgoing> out_;
+    std::map<std::string, FleetOverrides> overrides_;  // fleet -> operators' overrides (SQLite)
     std::set<std::string> touched_;  // rollouts with new status since the last flush
     IngestCounters counters_;
     log::Limiter limiter_;

@@ -184,7 +184,7 @@ void Engine::join_rollouts(const DeviceRow& d, TimePoint now) {
             MemberRow m;
             m.rollout = r->row.id;
             m.device = d.id;
-            m.wave = fleet ? fleet->wave_of(d.id, [&] {
+            m.wave = r->all_at_once ? 0 : fleet ? fleet->wave_of(d.id, [&] {
                 std::map<std::string, std::string> l;
                 for (const auto& [k, v] : d.labels.items())
                     if (v.is_string()) l[k] = v.get<std::string>();

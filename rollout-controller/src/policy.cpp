@@ -27,8 +27,8 @@ bool contains(const std::vector<std::string>& list, const std::string& s) {
 }
 
 // Parse a merged policy object; every field is optional.
-Expected<WavePolicy> read_policy(const nlohmann::json& j, const std::string& path) {
-    ObjectReader r(j, path, code);
+Expected<WavePolicy> read_policy(const nlohmann::json& j, const std::string& path, ErrorCode ec = code) {
+    ObjectReader r(j, path, ec);
     WavePolicy p;
     auto percent = [&](std::string_view key) -> std::optional<double> {
         auto v = r.opt_number(key);
@@ -120,6 +120,13 @@ Expected<Fleet> read_fleet(const nlohmann::json& j, const std::string& path) {
     r.reject_unknown();
     if (!r.ok()) return std::unexpected(*r.error());
     // Check every policy combination now, so a bad one fails at start and not mid-rollout.
+    if (auto ok = check_fleet_policies(f, path, code); !ok) return std::unexpected(ok.error());
+    return f;
+}
+
+}  // namespace
+
+Expected<void> check_fleet_policies(const Fleet& f, const std::string& path, ErrorCode ec) {
     std::vector<std::string> components{""};
     for (const auto& [c, _] : f.component_defaults) components.push_back(c);
     for (const auto& [c, _] : f.component_waves) components.push_back(c);
@@ -129,15 +136,15 @@ Expected<Fleet> read_fleet(const nlohmann::json& j, const std::string& path) {
             const nlohmann::json* cw = nullptr;
             if (auto it = f.component_waves.find(c); it != f.component_waves.end())
                 if (auto w = it->second.find(f.waves[i].name); w != it->second.end()) cw = &w->second;
-            auto p = read_policy(merged({&f.defaults, &f.waves[i].policy, cd, cw}),
-                                 path + (c.empty() ? "" : ".components." + c) + ".waves[" + std::to_string(i) + "]");
+            const nlohmann::json* ow = nullptr;
+            if (auto it = f.override_waves.find(f.waves[i].name); it != f.override_waves.end()) ow = &it->second;
+            auto p = read_policy(merged({&f.defaults, &f.waves[i].policy, cd, cw, ow}),
+                                 path + (c.empty() ? "" : ".components." + c) + ".waves[" + std::to_string(i) + "]", ec);
             if (!p) return std::unexpected(p.error());
         }
     }
-    return f;
+    return {};
 }
-
-}  // namespace
 
 std::uint32_t hash_bucket(const std::string& fleet, const std::string& device) {
     const auto hex = crypto::sha256_hex(fleet + "/" + device);
@@ -150,6 +157,7 @@ bool Fleet::selects(const std::string& device, const std::map<std::string, std::
 }
 
 std::size_t Fleet::wave_of(const std::string& device, const std::map<std::string, std::string>& labels) const {
+    if (strategy == Strategy::all_at_once) return 0;
     const auto bucket = hash_bucket(name, device);
     for (std::size_t i = 0; i < waves.size(); ++i) {
         const auto& w = waves[i];
@@ -165,7 +173,9 @@ WavePolicy Fleet::policy(std::size_t index, const std::string& component) const 
     const nlohmann::json* cw = nullptr;
     if (auto it = component_waves.find(component); it != component_waves.end())
         if (auto w = it->second.find(waves[index].name); w != it->second.end()) cw = &w->second;
-    auto p = read_policy(merged({&defaults, &waves[index].policy, cd, cw}), "policy");
+    const nlohmann::json* ow = nullptr;
+    if (auto it = override_waves.find(waves[index].name); it != override_waves.end()) ow = &it->second;
+    auto p = read_policy(merged({&defaults, &waves[index].policy, cd, cw, ow}), "policy");
     return p ? *p : WavePolicy{};  // validated at load for every combination
 }
 

@@ -10,6 +10,7 @@
 // Policy of a wave for a component, later layers overriding earlier ones key by key:
 //   built-in defaults <- fleet "defaults" <- the wave's own fields
 //   <- components.<component>.defaults <- components.<component>.waves.<wave>
+//   <- operator overrides (fleet_policy.hpp: maintenance windows and approval set with ota-ctl)
 #pragma once
 
 #include <chrono>
@@ -24,6 +25,7 @@
 
 #include "ota/error.hpp"
 #include "ota/window.hpp"
+#include "states.hpp"
 
 namespace ota::controller {
 
@@ -38,6 +40,20 @@ struct WavePolicy {
     std::optional<TimeWindow> window;           // the wave opens only inside this UTC window
     [[nodiscard]] nlohmann::ordered_json to_json() const;
 };
+
+// How a fleet's rollouts are shaped: the config's waves one after the other, or one wave named
+// `all` holding every device of the fleet (docs/controller.md, "Strategy").
+enum class Strategy { staggered, all_at_once };
+namespace detail {
+inline constexpr std::array<std::pair<Strategy, std::string_view>, 2> strategy_names{{
+    {Strategy::staggered, "staggered"}, {Strategy::all_at_once, "all_at_once"}}};
+}
+[[nodiscard]] constexpr std::string_view to_string(Strategy s) { return detail::name_of(detail::strategy_names, s); }
+[[nodiscard]] constexpr std::optional<Strategy> parse_strategy(std::string_view s) {
+    return detail::parse_name(detail::strategy_names, s);
+}
+// The name of the single wave of an all_at_once rollout.
+inline constexpr std::string_view all_wave = "all";
 
 struct WaveDef {
     std::string name;
@@ -56,6 +72,8 @@ struct Fleet {
     std::vector<WaveDef> waves;
     std::map<std::string, nlohmann::json> component_defaults;                      // component -> layer
     std::map<std::string, std::map<std::string, nlohmann::json>> component_waves;  // component -> wave -> layer
+    std::map<std::string, nlohmann::json> override_waves;  // wave -> operator layer, over all the others
+    Strategy strategy{Strategy::staggered};
 
     [[nodiscard]] bool selects(const std::string& device, const std::map<std::string, std::string>& labels) const;
     // Index of the device's wave (never out of range: the last wave catches the rest).
@@ -87,6 +105,10 @@ struct ControllerConfig {
 
 // config_invalid errors name the field path ("controller.fleets[0].waves[1].percent: ...").
 [[nodiscard]] Expected<ControllerConfig> parse_controller_config(const nlohmann::json& json);
+
+// Every policy combination of the fleet (each wave, for every component named in it) read as
+// the config is read; errors carry `code` and name the field under `path`.
+[[nodiscard]] Expected<void> check_fleet_policies(const Fleet& fleet, const std::string& path, ErrorCode code);
 
 // The stable bucket of a device in its fleet: 0..9999 (hundredths of a percent).
 [[nodiscard]] std::uint32_t hash_bucket(const std::string& fleet, const std::string& device);

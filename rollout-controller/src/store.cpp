@@ -35,6 +35,9 @@ const char* const migrations[] = {
     "  action TEXT NOT NULL, rollout TEXT NOT NULL, detail TEXT NOT NULL);"
     "CREATE INDEX audit_rollout ON audit (rollout, id);"
     "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+    // 2: operators' policy overrides (maintenance windows, strategy), over the config file
+    "CREATE TABLE policy_overrides (fleet TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
+    "  actor TEXT NOT NULL, ts INTEGER NOT NULL, PRIMARY KEY (fleet, key));",
 };
 
 std::optional<TimePoint> opt_time(const SQLite::Column& c) {
@@ -404,6 +407,41 @@ std::map<std::string, std::int64_t> Store::counters() {
     std::map<std::string, std::int64_t> out;
     SQLite::Statement q(impl_->db, "SELECT name, value FROM counters");
     while (q.executeStep()) out[q.getColumn(0).getString()] = q.getColumn(1).getInt64();
+    return out;
+}
+
+void Store::put_override(const OverrideRow& o) {
+    SQLite::Statement q(impl_->db, "INSERT INTO policy_overrides (fleet, key, value, actor, ts) VALUES (?,?,?,?,?)"
+                                   " ON CONFLICT (fleet, key) DO UPDATE SET value = excluded.value,"
+                                   " actor = excluded.actor, ts = excluded.ts");
+    q.bind(1, o.fleet);
+    q.bind(2, o.key);
+    q.bind(3, o.value.dump());
+    q.bind(4, o.actor);
+    q.bind(5, to_ms(o.ts));
+    q.exec();
+}
+
+void Store::delete_override(const std::string& fleet, const std::string& key) {
+    SQLite::Statement q(impl_->db, key.empty() ? "DELETE FROM policy_overrides WHERE fleet = ?"
+                                               : "DELETE FROM policy_overrides WHERE fleet = ? AND key = ?");
+    q.bind(1, fleet);
+    if (!key.empty()) q.bind(2, key);
+    q.exec();
+}
+
+std::vector<OverrideRow> Store::overrides() {
+    std::vector<OverrideRow> out;
+    SQLite::Statement q(impl_->db, "SELECT fleet, key, value, actor, ts FROM policy_overrides ORDER BY fleet, key");
+    while (q.executeStep()) {
+        OverrideRow o;
+        o.fleet = q.getColumn(0).getString();
+        o.key = q.getColumn(1).getString();
+        o.value = parse_or(q.getColumn(2).getString(), nullptr);
+        o.actor = q.getColumn(3).getString();
+        o.ts = from_ms(q.getColumn(4).getInt64());
+        out.push_back(std::move(o));
+    }
     return out;
 }
 

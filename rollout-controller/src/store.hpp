@@ -81,6 +81,15 @@ struct AuditRow {
     std::string actor, action, rollout, detail;
 };
 
+// An operator's change to a fleet's policy, kept over the config file (fleet_policy.hpp).
+// key: "strategy" ({"strategy": ..., "approval": [...]}) or "window/<wave>" (a window, or null: none).
+struct OverrideRow {
+    std::string fleet, key;
+    nlohmann::json value;
+    std::string actor;
+    TimePoint ts{};
+};
+
 class Store {
 public:
     // Open (creating) the database and apply pending migrations.
@@ -112,6 +121,8 @@ public:
     void audit(TimePoint ts, const std::string& actor, const std::string& action, const std::string& rollout,
                const std::string& detail);
     void count(const std::string& name, std::int64_t delta);  // durable counters (ingest results)
+    void put_override(const OverrideRow& o);
+    void delete_override(const std::string& fleet, const std::string& key);  // "" key: every override of the fleet
 
     // Reads (at start-up and for operator queries).
     [[nodiscard]] std::vector<DeviceRow> devices();
@@ -121,6 +132,7 @@ public:
     [[nodiscard]] std::map<std::pair<std::string, std::string>, std::int64_t> seqs();
     [[nodiscard]] std::vector<AuditRow> audit_log(const std::string& rollout, std::size_t limit);
     [[nodiscard]] std::map<std::string, std::int64_t> counters();
+    [[nodiscard]] std::vector<OverrideRow> overrides();
 
 private:
     Store() = default;

@@ -41,6 +41,8 @@ std::string Topics::release(std::string_view component, std::string_view channel
 }
 std::string Topics::releases_filter() const { return join({prefix_, "releases", "+", "+"}); }
 std::string Topics::keyset() const { return join({prefix_, "keyset"}); }
+std::string Topics::fleet_policy(std::string_view fleet) const { return join({prefix_, "fleets", fleet, "policy"}); }
+
 std::string Topics::wave(std::string_view fleet, std::string_view w, std::string_view component) const {
     return join({prefix_, "fleets", fleet, "waves", w, component});
 }

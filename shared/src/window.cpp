@@ -59,7 +59,7 @@ nlohmann::ordered_json TimeWindow::to_json() const {
 std::optional<TimeWindow> read_window(ObjectReader& parent, std::string_view key) {
     const auto* obj = parent.object(key, false);
     if (!obj) return std::nullopt;
-    ObjectReader r(*obj, parent.path_of(key), ErrorCode::config_invalid);
+    ObjectReader r(*obj, parent.path_of(key), parent.code());  // the parent's code: config_invalid, request_invalid
     TimeWindow w;
     for (const auto& d : r.str_list("days", false)) {
         const auto it = std::find(std::begin(day_names), std::end(day_names), d);

@@ -168,6 +168,17 @@ TEST_F(BrokerAcl, OnlyCiWritesReleasesOnlyTheControllerWritesWavesAndOperatorsWr
     EXPECT_EQ(controller->wait(2, 200ms).messages, (Messages{{"ota/v1/control/request/operator", "pause"}}));
 }
 
+TEST_F(BrokerAcl, OnlyTheControllerWritesAFleetsPolicyAndDevicesCannotReadIt) {
+    publish("operator", "ota/v1/fleets/f/policy", "from-operator", true);
+    publish("ci", "ota/v1/fleets/f/policy", "from-ci", true);
+    publish("device-001", "ota/v1/fleets/f/policy", "from-device", true);
+    publish("controller", "ota/v1/fleets/f/policy", "policy", true);
+    publish("controller", "ota/v1/fleets/f/waves/canary/g", "wave", true);
+    EXPECT_EQ(retained("operator", "ota/v1/fleets/f/policy", 1), (Messages{{"ota/v1/fleets/f/policy", "policy"}}));
+    // A device sees the wave topics of the fleet, not its policy.
+    EXPECT_EQ(retained("device-001", "ota/v1/fleets/#", 0), (Messages{{"ota/v1/fleets/f/waves/canary/g", "wave"}}));
+}
+
 TEST_F(BrokerAcl, ServiceIdentitiesCannotPoseAsDevices) {
     // The device patterns apply to every user name; each user block denies its own devices/ subtree.
     auto controller = subscribe("controller", "ota/v1/devices/#");

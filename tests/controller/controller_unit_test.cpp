@@ -179,7 +179,7 @@ TEST(Engine, StateSurvivesReopeningTheDatabaseAndRetainedReplaysCountOnce) {
     auto b = before;
     b.erase("updated");
     EXPECT_EQ(after, b);
-    EXPECT_EQ(rig.store->schema_version(), 1);
+    EXPECT_EQ(rig.store->schema_version(), 2);
 }
 
 // The engine keeps its counts per wave as members change instead of recounting every member after

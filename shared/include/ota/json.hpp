@@ -76,6 +76,7 @@ public:
     [[nodiscard]] std::string path_of(std::string_view key) const;
     [[nodiscard]] const std::optional<Error>& error() const { return error_; }
     [[nodiscard]] bool ok() const { return !error_; }
+    [[nodiscard]] ErrorCode code() const { return code_; }  // for nested readers
 
 private:
     const nlohmann::json* find(std::string_view key, bool required, std::string_view expected);

@@ -29,6 +29,8 @@ public:
     [[nodiscard]] std::string wave(std::string_view fleet, std::string_view wave,
                                    std::string_view component) const;
     [[nodiscard]] std::string waves_filter(std::string_view fleet, std::string_view wave) const;  // .../+
+    // <prefix>/fleets/<fleet>/policy: the fleet's effective policy (retained; not for devices)
+    [[nodiscard]] std::string fleet_policy(std::string_view fleet) const;
     [[nodiscard]] std::string assignment(std::string_view device) const;
     [[nodiscard]] std::string cmd(std::string_view device) const;
     [[nodiscard]] std::string status(std::string_view device, std::string_view component) const;
