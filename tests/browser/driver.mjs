@@ -63,8 +63,13 @@ async function wait(cmd) {
   const re = cmd.text ? new RegExp(cmd.text) : null;
   const deadline = Date.now() + timeout;
   await loc.waitFor({ state: 'visible', timeout });
+  let text = '';
   for (;;) {
-    const text = (await loc.innerText({ timeout: Math.max(1, deadline - Date.now()) })).trim();
+    try {
+      text = (await loc.innerText({ timeout: Math.max(100, deadline - Date.now()) })).trim();
+    } catch (e) {
+      throw new Error(`${cmd.selector}: gone or hidden (last text ${JSON.stringify(text)}): ${e.message}`);
+    }
     if (!re || re.test(text)) return text;
     if (Date.now() >= deadline) throw new Error(`${cmd.selector}: text ${JSON.stringify(text)} does not match /${cmd.text}/ after ${timeout} ms`);
     await new Promise((r) => setTimeout(r, 25));
