@@ -376,3 +376,61 @@ TEST_F(ConsoleTest, StringsFromDevicesAreRenderedAsText) {
     auto pe = browser->events("p");
     EXPECT_EQ(pe.find("dialog"), std::string::npos) << pe;
 }
+
+TEST_F(ConsoleTest, AMaintenanceWindowCreatedOnThePageHoldsTheNextWaveAndSurvivesARestart) {
+    const auto cfg = config();
+    start_controller(cfg);
+    start_devices();
+    ASSERT_TRUE(login("alice", alice_password));
+    go("policy");
+    const std::string form = tid("window-form") + "[data-wave=early] ";
+    ASSERT_TRUE(browser->wait("p", form + tid("window-start"), "", 15s).ok);
+    // a window that opens in two hours (UTC): the early wave must wait for it
+    auto hhmm = [](std::chrono::system_clock::time_point t) {
+        const auto day = std::chrono::floor<std::chrono::days>(t);
+        const auto m = std::chrono::duration_cast<std::chrono::minutes>(t - day).count();
+        char b[8];
+        std::snprintf(b, sizeof b, "%02d:%02d", static_cast<int>(m / 60), static_cast<int>(m % 60));
+        return std::string(b);
+    };
+    const auto now = std::chrono::system_clock::now();
+    const auto start = hhmm(now + 2h), end = hhmm(now + 3h);
+    ASSERT_TRUE(browser->fill("p", form + tid("window-start"), start).ok);
+    ASSERT_TRUE(browser->fill("p", form + tid("window-end"), end).ok);
+    ASSERT_TRUE(browser->click("p", form + tid("window-save")).ok);
+    auto saved = browser->wait("p", tid("reply") + "[data-ok=true]", "window_set.*ok", 10s);
+    ASSERT_TRUE(saved.ok) << saved.error;
+    auto shown = browser->wait("p", tid("policy-wave-row") + "[data-wave=early] " + tid("policy-window"), start, 10s);
+    EXPECT_TRUE(shown.ok) << shown.error;
+    auto policy = retained("ota/v1/fleets/plant/policy").value_or(json{});
+    EXPECT_EQ(policy["waves"][1]["overrides"]["window"]["set_by"], "alice") << policy.dump();
+    shot("policy");
+
+    publish_release("1.1.0");
+    const auto id = rollout_id("1.1.0");
+    go("rollout/" + id);
+    auto held = browser->wait("p", tid("wave-bar") + "[data-wave=early] " + tid("wave-note"), "waiting for maintenance window", 30s);
+    ASSERT_TRUE(held.ok) << held.error << ctl({"status", id}).out;
+    EXPECT_FALSE(wave_is("early", id, "open"));
+
+    // the controller restarts: the window still holds the wave (SQLite, not the page)
+    ASSERT_EQ(controller->stop(), 0);
+    start_controller(cfg);
+    ASSERT_TRUE(kit::wait_until([&] { return ctl_json({"status", id})["waves"][1].value("state", "") == "waiting_window"; }, 15s))
+        << ctl({"status", id}).out;
+    std::this_thread::sleep_for(1s);  // the controller's first ticks after the restart
+    EXPECT_FALSE(wave_is("early", id, "open"));
+    EXPECT_TRUE(browser->wait("p", tid("wave-bar") + "[data-wave=early] " + tid("wave-note"), "waiting for maintenance window").ok);
+
+    // deleting it on the page lets the wave open at once
+    go("policy");
+    ASSERT_TRUE(browser->click("p", form + tid("window-delete")).ok);
+    ASSERT_TRUE(browser->click("p", tid("confirm-yes")).ok);
+    auto deleted = browser->wait("p", tid("reply") + "[data-ok=true]", "window_delete.*ok", 10s);
+    EXPECT_TRUE(deleted.ok) << deleted.error;
+    ASSERT_TRUE(kit::wait_until([&] { return wave_is("early", id, "open"); }, 15s)) << ctl({"status", id}).out;
+    bool audited = false;
+    for (const auto& a : ctl_json({"audit", "--limit", "100"}))
+        audited = audited || (a.value("action", "") == "window_delete" && a.value("actor", "") == "alice");
+    EXPECT_TRUE(audited);
+}

@@ -15,7 +15,7 @@ export function createModel() {
     alerts: new Map(), // rollout id -> alert
     devices: new Map(), // device id -> device
     waves: new Map(), // "fleet/wave/component" -> wave offer
-    policies: new Map(), // fleet -> policy object (fleet-policy branch; shown as read)
+    policies: new Map(), // fleet -> the raw policy document (read by fleet-policy.mjs for the policy view)
     malformed: 0,
     lastMalformed: '',
     rev: 0, // bumps on every accepted change

@@ -18,7 +18,7 @@ export const app = {
   model: createModel(),
   derived: new Derived(),
   toasts: [], // {id, text, type, shownAt}
-  reply: null, // {label, ok, code, message, result, at}
+  reply: null, // {label, ok, code, message, result, text, at}
   confirm: null, // {text, yes, onYes}
   busy: '',
   everConnected: false,
@@ -156,9 +156,22 @@ function describeError(err) {
   return { code: 'mqtt_publish_failed', message: String((err && err.message) || err) };
 }
 
-/** Sends one control request and shows its reply in the reply area; resolves with the reply. */
-export async function runCommand(label, cmd, fields = {}, { show = true } = {}) {
+let busySeq = 0;
+
+/**
+ * Sends one control request and shows its reply in the reply area; resolves with the reply. While
+ * it waits (show), the reply area is busy with `<label>…` and the previous reply is cleared, so a
+ * reply on screen is always the answer to the last request. `describe(result)` may give the line
+ * shown after "ok" instead of the result's JSON.
+ */
+export async function runCommand(label, cmd, fields = {}, { show = true, describe = null } = {}) {
   if (!app.session) return { ok: false, error: { code: 'not_connected', message: 'not logged in' } };
+  const token = show ? ++busySeq : 0;
+  if (show) {
+    app.reply = null;
+    app.busy = `${label}…`;
+    invalidate();
+  }
   let reply;
   try {
     reply = await app.session.request(cmd, fields);
@@ -166,7 +179,16 @@ export async function runCommand(label, cmd, fields = {}, { show = true } = {}) 
     reply = { ok: false, error: describeError(err) };
   }
   if (show) {
-    app.reply = { label, ok: reply.ok, code: reply.ok ? '' : reply.error.code, message: reply.ok ? '' : reply.error.message, result: reply.result, at: Date.now() };
+    if (token === busySeq) app.busy = '';
+    let text = null;
+    if (reply.ok && describe) {
+      try {
+        text = describe(reply.result);
+      } catch {
+        text = null; // the JSON is shown instead
+      }
+    }
+    app.reply = { label, ok: reply.ok, code: reply.ok ? '' : reply.error.code, message: reply.ok ? '' : reply.error.message, result: reply.result, text, at: Date.now() };
     invalidate();
   }
   return reply;

@@ -35,11 +35,11 @@ export function versionTip(component, cs) {
 export function ReplyArea() {
   const r = app.reply;
   return html`<div class="reply" data-testid="reply" data-ok=${r ? String(r.ok) : ''} data-busy=${app.busy ? 'true' : 'false'} aria-live="polite">
-    ${app.busy ? html`<span class="busy">${app.busy}</span>` : null}
+    ${app.busy ? html`<span class="busy">${app.busy}</span> ` : null}
     ${!r
       ? html`<span class="muted">controller replies appear here</span>`
       : r.ok
-        ? html`<span class="ok">${r.label}: ok</span>${r.result !== undefined ? html` <code>${summarise(r.result)}</code>` : null}`
+        ? html`<span class="ok">${r.label}: ok</span>${r.text ? html` <code>${r.text}</code>` : r.result !== undefined ? html` <code>${summarise(r.result)}</code>` : null}`
         : html`<span class="err">${r.label}: ${r.code}: ${r.message}</span>`}
   </div>`;
 }
