@@ -61,19 +61,10 @@ std::string Websockify::log() const {
 // --- nginx serving the console -------------------------------------------------------------------
 
 namespace {
+// The console's server block comes from scripts/render-nginx-config --console-proxy, as the demo's.
 ArtifactServer::Options console_nginx(int websockify_port) {
     ArtifactServer::Options o;
-    // The artifact server's config has no MIME types; a module script needs its own.
-    o.server.push_back("types { text/html html; text/javascript js mjs; text/css css; application/json json; "
-                       "image/svg+xml svg; image/png png; }");
-    o.server.push_back("index index.html;");
-    // What docs/console.md asks of a production server: no inline script, nothing from elsewhere.
-    o.server.push_back("add_header Content-Security-Policy \"default-src 'self'; script-src 'self'; "
-                       "style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'\" always;");
-    o.server.push_back("add_header X-Content-Type-Options nosniff always;");
-    o.locations.emplace_back("/mqtt", "proxy_pass http://127.0.0.1:" + std::to_string(websockify_port) +
-                                          "; proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; "
-                                          "proxy_set_header Connection \"upgrade\"; proxy_read_timeout 3600s;");
+    o.console_proxy = websockify_port;
     return o;
 }
 }  // namespace

@@ -389,7 +389,7 @@ TEST_F(ConsoleTest, AMaintenanceWindowCreatedOnThePageHoldsTheNextWaveAndSurvive
     auto hhmm = [](std::chrono::system_clock::time_point t) {
         const auto day = std::chrono::floor<std::chrono::days>(t);
         const auto m = std::chrono::duration_cast<std::chrono::minutes>(t - day).count();
-        char b[8];
+        char b[16];
         std::snprintf(b, sizeof b, "%02d:%02d", static_cast<int>(m / 60), static_cast<int>(m % 60));
         return std::string(b);
     };

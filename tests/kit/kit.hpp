@@ -213,6 +213,9 @@ public:
         std::string listen_params;
         // Another certificate and key than the PKI's `artifacts` (issue_server_cert, another Pki).
         fs::path cert, key;
+        // Non-zero: the web console's server (render-nginx-config --console-proxy): CSP headers,
+        // MIME types, /mqtt proxied to websockify on this loopback port.
+        int console_proxy{0};
     };
     explicit ArtifactServer(const Pki& pki) : ArtifactServer(pki, Options{}) {}
     ArtifactServer(const Pki& pki, const Options& options);
