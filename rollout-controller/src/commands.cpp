@@ -11,7 +11,14 @@ using namespace detail;
 // ---------------------------------------------------------------------------------------------
 // Operator commands
 
-void Engine::on_control(const std::string& topic_actor, const std::string& payload, TimePoint now) {
+namespace {
+// The commands that change nothing: the only ones answered on control/query/<user>.
+bool is_query(std::string_view cmd) {
+    return cmd == "rollouts" || cmd == "status" || cmd == "devices" || cmd == "audit" || cmd == "policy";
+}
+}  // namespace
+
+void Engine::on_control(const std::string& topic_actor, const std::string& payload, TimePoint now, Access access) {
     auto j = parse_json(payload, "control request");
     if (!j || !j->is_object()) {
         count("control_malformed");
@@ -28,7 +35,11 @@ void Engine::on_control(const std::string& topic_actor, const std::string& paylo
     // topic); an "actor" field in the payload is ignored.
     const std::string actor = is_valid_segment(topic_actor) ? topic_actor : "unknown";
     Expected<ojson> result = fail(ErrorCode::request_invalid, "missing cmd");
-    if (!cmd.empty()) result = command(cmd, *j, actor, now);
+    if (!cmd.empty() && access == Access::read && !is_query(cmd))
+        result = fail(ErrorCode::read_only, "\"" + cmd + "\" changes the fleet: send it on control/request/" + actor +
+                                                     ", not on control/query/ (read-only: rollouts status devices audit policy)");
+    else if (!cmd.empty())
+        result = command(cmd, *j, actor, now);
     if (result) {
         reply["ok"] = true;
         reply["result"] = *result;

@@ -116,8 +116,11 @@ private:
     void on_inventory(const std::string& device, const std::string& payload, TimePoint now);
     void on_online(const std::string& device, const std::string& payload, TimePoint now);
     void on_status(const std::string& device, const std::string& component, const std::string& payload, TimePoint now);
-    // `actor`: the last segment of control/request/<user>, the broker-authenticated identity.
-    void on_control(const std::string& actor, const std::string& payload, TimePoint now);
+    // Where a request came from: control/request/<user> may act, control/query/<user> only reads
+    // (the ACL lets viewers write their query topic, never their request topic).
+    enum class Access { act, read };
+    // `actor`: the topic's last segment, the broker-authenticated identity.
+    void on_control(const std::string& actor, const std::string& payload, TimePoint now, Access access);
 
     // registry
     DeviceRow& touch_device(const std::string& id, TimePoint now);

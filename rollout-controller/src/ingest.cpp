@@ -40,7 +40,8 @@ void Engine::dispatch(const Topics::Parsed& parsed, const mqtt::Message& message
         case Topics::Kind::inventory: return on_inventory(parsed.a, message.payload, now);
         case Topics::Kind::online: return on_online(parsed.a, message.payload, now);
         case Topics::Kind::status: return on_status(parsed.a, parsed.b, message.payload, now);
-        case Topics::Kind::control_request: return on_control(parsed.a, message.payload, now);
+        case Topics::Kind::control_request: return on_control(parsed.a, message.payload, now, Access::act);
+        case Topics::Kind::control_query: return on_control(parsed.a, message.payload, now, Access::read);
         default: return;  // our own publishes (waves, rollouts, alerts, replies)
     }
 }

@@ -237,7 +237,8 @@ int run_service(const ControllerConfig& cfg, std::atomic<bool>& stop) {
     const Topics topics(cfg.topic_prefix);
     // Order matters on a fresh start: devices (online, inventory) before status, then releases.
     for (const auto& filter : {topics.prefix() + "/devices/+/online", topics.prefix() + "/devices/+/inventory",
-                               topics.status_filter(), topics.releases_filter(), topics.control_request_filter()}) {
+                               topics.status_filter(), topics.releases_filter(), topics.control_request_filter(),
+                               topics.control_query_filter()}) {
         if (auto s = client.subscribe(filter, 1); !s) {
             lg.error("subscribe failed", {{"filter", filter}, {"error", s.error().describe()}});
             return 1;

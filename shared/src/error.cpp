@@ -35,6 +35,7 @@ std::string_view to_string(ErrorCode code) noexcept {
         case ErrorCode::request_invalid: return "request_invalid";
         case ErrorCode::not_found: return "not_found";
         case ErrorCode::state_conflict: return "state_conflict";
+        case ErrorCode::read_only: return "read_only";
         case ErrorCode::keyset_invalid: return "keyset_invalid";
         case ErrorCode::keyset_expired: return "keyset_expired";
         case ErrorCode::timeout: return "timeout";

@@ -67,6 +67,8 @@ std::string Topics::control_request(std::string_view user) const {
     return join({prefix_, "control", "request", user});
 }
 std::string Topics::control_request_filter() const { return join({prefix_, "control", "request", "+"}); }
+std::string Topics::control_query(std::string_view user) const { return join({prefix_, "control", "query", user}); }
+std::string Topics::control_query_filter() const { return join({prefix_, "control", "query", "+"}); }
 std::string Topics::control_reply(std::string_view client) const {
     return join({prefix_, "control", "reply", client});
 }
@@ -99,6 +101,7 @@ std::optional<Topics::Parsed> Topics::parse(std::string_view topic) const {
     if (s[0] == "rollouts" && n == 2) return Parsed{Kind::rollout, s[1], {}, {}};
     if (s[0] == "alerts" && n == 2) return Parsed{Kind::alert, s[1], {}, {}};
     if (s[0] == "control" && n == 3 && s[1] == "request") return Parsed{Kind::control_request, s[2], {}, {}};
+    if (s[0] == "control" && n == 3 && s[1] == "query") return Parsed{Kind::control_query, s[2], {}, {}};
     if (s[0] == "control" && n == 3 && s[1] == "reply") return Parsed{Kind::control_reply, s[2], {}, {}};
     return std::nullopt;
 }

@@ -6,6 +6,7 @@
 // what a subscriber receives.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <mutex>
@@ -157,6 +158,25 @@ TEST_F(BrokerConsole, AViewerReadsRetainedStateButCannotWriteAnyControlRequest) 
     EXPECT_TRUE(controller->wait(1, kNothing).messages.empty());
 }
 
+// Read-only requests (the audit log of History) go on control/query/<user>: a viewer may write
+// its own and no other's; a device none.
+TEST_F(BrokerConsole, EachConsoleUserWritesOnlyItsOwnQueryTopic) {
+    auto controller = subscribe("controller", "ota/v1/control/query/#");
+    auto victor = login("victor", "pw-v");
+    auto alice = login("alice", "pw-a");
+    EXPECT_EQ(publish(*victor, "ota/v1/control/query/victor", "from-victor"), "");
+    EXPECT_EQ(publish(*alice, "ota/v1/control/query/alice", "from-alice"), "");
+    for (const std::string user : {"alice", "operator", "controller"})
+        EXPECT_EQ(publish(*victor, "ota/v1/control/query/" + user), "mqtt_publish_failed") << user;
+    EXPECT_EQ(publish(*alice, "ota/v1/control/query/victor"), "mqtt_publish_failed");
+    auto device = client(broker->url(), "", "", "device-001");
+    ASSERT_TRUE(device->mqtt->connect());
+    EXPECT_EQ(publish(*device, "ota/v1/control/query/device-001"), "mqtt_publish_failed");
+    auto got = controller->wait(3, kNothing).messages;
+    std::sort(got.begin(), got.end());
+    EXPECT_EQ(got, (Messages{{"ota/v1/control/query/alice", "from-alice"}, {"ota/v1/control/query/victor", "from-victor"}}));
+}
+
 TEST_F(BrokerConsole, AnOperatorWritesOnlyItsOwnControlRequestTopic) {
     auto controller = subscribe("controller", "ota/v1/control/request/#");
     auto alice = login("alice", "pw-a");
@@ -251,9 +271,11 @@ TEST(ConsoleUserScript, RefusesBadNamesServiceIdentitiesAndDevicesOfThePasswordF
     EXPECT_EQ(run({"list"}).out, "carol operator\ndave.x viewer\n");
     const auto acl = kit::read_file(dir / "console.acl");
     EXPECT_NE(acl.find("user carol\ntopic read ota/v1/#\ntopic write ota/v1/control/request/carol\n"
-                       "topic deny ota/v1/devices/carol/#\n"),
+                       "topic write ota/v1/control/query/carol\ntopic deny ota/v1/devices/carol/#\n"),
               std::string::npos) << acl;
-    EXPECT_NE(acl.find("user dave.x\ntopic read ota/v1/#\ntopic deny ota/v1/devices/dave.x/#\n"), std::string::npos) << acl;
+    EXPECT_NE(acl.find("user dave.x\ntopic read ota/v1/#\ntopic write ota/v1/control/query/dave.x\n"
+                       "topic deny ota/v1/devices/dave.x/#\n"),
+              std::string::npos) << acl;
     // Re-adding changes the role; removing takes the block and the password away.
     ASSERT_EQ(run({"add", "carol", "--role", "viewer"}).exit_code, 0);
     EXPECT_EQ(kit::read_file(dir / "console.acl").find("control/request/carol"), std::string::npos);

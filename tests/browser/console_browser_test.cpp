@@ -92,7 +92,7 @@ TEST_F(ConsoleTest, LoginWorksAndAWrongPasswordGetsAClearMessage) {
     EXPECT_EQ(src.value.get<std::string>().find(alice_password), std::string::npos);
 }
 
-TEST_F(ConsoleTest, AViewerSeesNoActionButtonsAndItsCraftedRequestIsRefused) {
+TEST_F(ConsoleTest, AViewerSeesNoActionButtonsItsCraftedRequestIsRefusedAndItReadsTheAuditLog) {
     start_controller(config({{"approval", true}}));
     start_devices();
     publish_release("1.1.0");
@@ -123,6 +123,18 @@ TEST_F(ConsoleTest, AViewerSeesNoActionButtonsAndItsCraftedRequestIsRefused) {
         ASSERT_TRUE(r.ok) << r.error;
         EXPECT_EQ(r.value, "refused 135") << "as " << user;
     }
+    // On its query topic the broker lets the viewer through, and the controller answers only
+    // what changes nothing: approve there is refused with read_only and not carried out.
+    auto q = browser->eval("p", "() => window.otaConsole.request('approve', {rollout: '" + id +
+                                    "'}, 'ota/v1/control/query/victor').then((r) => r, (e) => ({refused: e.code}))");
+    ASSERT_TRUE(q.ok) << q.error;
+    EXPECT_EQ(q.value.value("ok", true), false) << q.value.dump();
+    EXPECT_EQ(q.value["error"].value("code", ""), "read_only") << q.value.dump();
+    // History reads the audit log through that topic: the rollout's creation by the controller.
+    go("history");
+    auto created = browser->wait("p", tid("audit-row") + "[data-action=created]", "", 10s);
+    EXPECT_TRUE(created.ok) << created.error;
+    EXPECT_EQ(browser->count("p", tid("audit-error")), 0);
     // and the controller did nothing
     std::this_thread::sleep_for(1s);  // a request that got through would be handled within ms
     auto status = ctl_json({"status", id});

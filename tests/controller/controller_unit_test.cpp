@@ -437,3 +437,39 @@ TEST(Engine, TheActorIsTheRequestTopicsUserNotThePayloadsActorField) {
     EXPECT_EQ(paused->actor, "alice");
     for (const auto& a : log) EXPECT_NE(a.actor, "mallory");
 }
+
+// control/query/<user> (what a viewer may write) answers the commands that change nothing and
+// refuses every other with read_only, carrying out nothing and auditing nothing.
+TEST(Engine, AQueryTopicAnswersReadCommandsAndRefusesTheRest) {
+    EngineRig rig(json::array({{{"name", "canary"}, {"devices", {dev(1)}}}, {{"name", "broad"}}}));
+    for (int i = 1; i <= 2; ++i) rig.device(dev(i), "1.0.0");
+    rig.release("1.1.0");
+    const std::string id = "plant.app.1.1.0";
+    (void)rig.out();
+    const std::string reply_to = "ota/v1/control/reply/v-1";
+    const auto audit_before = rig.store->audit_log("", 100).size();
+    rig.msg("ota/v1/control/query/victor", json{{"id", "q1"}, {"cmd", "audit"}, {"limit", 5}, {"reply_to", reply_to}});
+    rig.msg("ota/v1/control/query/victor", json{{"id", "q2"}, {"cmd", "rollouts"}, {"reply_to", reply_to}});
+    for (const std::string cmd : {"pause", "abort", "approve", "retry", "resume", "update", "window_delete", "policy_reset"})
+        rig.msg("ota/v1/control/query/victor", json{{"id", cmd}, {"cmd", cmd}, {"rollout", id}, {"fleet", "plant"},
+                                                    {"wave", "broad"}, {"device", dev(2)}, {"component", "app"}, {"reply_to", reply_to}});
+    auto out = rig.out();
+    ASSERT_EQ(out.size(), 10u);
+    auto audit = json::parse(out[0].payload), rollouts = json::parse(out[1].payload);
+    EXPECT_EQ(out[0].topic, reply_to);
+    ASSERT_EQ(audit["ok"], true) << audit.dump();
+    ASSERT_TRUE(audit["result"].is_array());
+    EXPECT_FALSE(audit["result"].empty());
+    EXPECT_EQ(audit["result"][0]["rollout"], id);
+    ASSERT_EQ(rollouts["ok"], true) << rollouts.dump();
+    EXPECT_EQ(rollouts["result"][0]["rollout"], id);
+    for (std::size_t i = 2; i < out.size(); ++i) {
+        auto r = json::parse(out[i].payload);
+        EXPECT_EQ(out[i].topic, reply_to);
+        EXPECT_EQ(r["ok"], false) << r.dump();
+        EXPECT_EQ(r["error"]["code"], "read_only") << r.dump();
+        EXPECT_NE(r["error"]["message"].get<std::string>().find("control/request/victor"), std::string::npos) << r.dump();
+    }
+    EXPECT_EQ(rig.state(id)["state"], "active");
+    EXPECT_EQ(rig.store->audit_log("", 100).size(), audit_before);
+}

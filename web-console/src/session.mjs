@@ -5,6 +5,8 @@ import mqtt from 'mqtt';
 import { subscriptions } from './model.mjs';
 
 export const REQUEST_TIMEOUT_MS = 10000;
+/** The commands that change nothing: sent on control/query/<user>, which viewers may write too. */
+export const QUERY_COMMANDS = new Set(['rollouts', 'status', 'devices', 'audit', 'policy']);
 const NOT_AUTHORIZED = 0x87;
 const BAD_LOGIN = 0x86;
 
@@ -39,6 +41,7 @@ export function startSession({ url, username, password, prefix }, handlers) {
   const clientId = `console-${safeUser}-${randomHex(6)}`;
   const replyTopic = `${prefix}/control/reply/${clientId}`;
   const requestTopic = `${prefix}/control/request/${username}`;
+  const queryTopic = `${prefix}/control/query/${username}`;
   const pending = new Map();
   const decoder = new TextDecoder();
   let role = null;
@@ -65,8 +68,11 @@ export function startSession({ url, username, password, prefix }, handlers) {
     });
   }
 
-  /** Sends a control request; resolves with the reply {ok, result|error}; rejects on refusal. */
-  function request(cmd, fields = {}) {
+  /**
+   * Sends a control request (a read-only command on the query topic, any other on the request
+   * topic); resolves with the reply {ok, result|error}; rejects on refusal.
+   */
+  function request(cmd, fields = {}, { topic = null } = {}) {
     const id = uuid();
     const body = { ...fields, id, reply_to: replyTopic, cmd };
     return new Promise((resolve, reject) => {
@@ -75,7 +81,7 @@ export function startSession({ url, username, password, prefix }, handlers) {
         resolve({ id, ok: false, error: { code: 'timeout', message: `no reply to "${cmd}" from the controller within ${REQUEST_TIMEOUT_MS / 1000} s (is ota-controller running?)` } });
       }, REQUEST_TIMEOUT_MS);
       pending.set(id, { resolve, timer });
-      publish(requestTopic, body).catch((err) => {
+      publish(topic || (QUERY_COMMANDS.has(cmd) ? queryTopic : requestTopic), body).catch((err) => {
         clearTimeout(timer);
         pending.delete(id);
         reject(err);

@@ -250,6 +250,11 @@ export function exposeForTests(w) {
       if (!app.session) return Promise.reject(new Error('not logged in'));
       return app.session.publish(topic, payload);
     },
+    /** A control request with its reply; `topic` overrides the one the command would go to. */
+    request(cmd, fields, topic) {
+      if (!app.session) return Promise.reject(new Error('not logged in'));
+      return app.session.request(cmd, fields, { topic });
+    },
     get role() {
       return app.role;
     },

@@ -44,6 +44,7 @@ enum class ErrorCode {
     request_invalid,      // a control request that is malformed or names no valid command
     not_found,            // a control request names a rollout or device the controller does not know
     state_conflict,       // a control request that the rollout's state does not allow (approve twice...)
+    read_only,            // a command that changes the fleet, sent on a read-only query topic
     keyset_invalid,       // a keyset document that is malformed, or conflicts with the accepted one
     keyset_expired,       // the trusted keyset has expired: no new install until a fresh one arrives
     timeout,

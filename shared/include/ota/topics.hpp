@@ -43,15 +43,20 @@ public:
     // each identity write only its own, so <user> is the broker-authenticated actor.
     [[nodiscard]] std::string control_request(std::string_view user) const;
     [[nodiscard]] std::string control_request_filter() const;  // <prefix>/control/request/+
+    // Read-only requests (rollouts, status, devices, audit, policy): <prefix>/control/query/<user>.
+    // Every console user may write its own, viewers included; the controller answers only the
+    // commands that change nothing there.
+    [[nodiscard]] std::string control_query(std::string_view user) const;
+    [[nodiscard]] std::string control_query_filter() const;  // <prefix>/control/query/+
     [[nodiscard]] std::string control_reply(std::string_view client) const;
     [[nodiscard]] std::string keyset() const;  // <prefix>/keyset: the root-signed release keys (retained)
 
     // The parts of a topic under the prefix, for routing incoming messages.
     enum class Kind { release, wave, assignment, cmd, status, inventory, online, rollout, alert,
-                      control_request, control_reply, keyset };
+                      control_request, control_query, control_reply, keyset };
     struct Parsed {
         Kind kind;
-        std::string a;  // component | fleet | device | rollout id | client | user (control_request)
+        std::string a;  // component | fleet | device | rollout id | client | user (control_request, control_query)
         std::string b;  // channel | wave | component (status)
         std::string c;  // component (wave)
     };
