@@ -4,10 +4,13 @@
 //                                         broker's console listener); connect with the login,
 //                                         subscribe the page's retained topics, stop at EXPECT
 //                                         messages -> {"ms":..., "messages":...}
+//   node bench/console-bench.mjs bare     the same mqtt.js in Chromium (bench/console-bare/bare.html,
+//                                         served beside the page): connect, subscribe, parse,
+//                                         stop at EXPECT messages -> {"ms":..., "messages":...}
 //   node bench/console-bench.mjs page     the console in Debian's Chromium (playwright-core): load
 //                                         the page, then from the click on "Log in" to the fleet
 //                                         counts of COMPONENT complete (total = DEVICES, no device
-//                                         unknown) -> {"ms":..., "heap_mb":..., "longest_task_ms":..., "counts":{...}}
+//                                         unknown, and EXPECT messages taken in) -> {"ms":..., "heap_mb":..., "longest_task_ms":..., "counts":{...}}
 // Environment: CONSOLE_SRC (web-console/, for node_modules), CONSOLE_URL (https://127.0.0.1:PORT/),
 // CONSOLE_CA (the CA of nginx's certificate), CONSOLE_USER, CONSOLE_PASSWORD, DEVICES, EXPECT
 // (mqttjs), COMPONENT (page, default app), TIMEOUT_MS (default 120000), OTA_CHROMIUM.
@@ -58,16 +61,35 @@ async function bareMqttJs() {
   return { ms: Math.round(ms), messages: n };
 }
 
-async function consolePage() {
+async function launch() {
   const { chromium } = require('playwright-core');
-  const devices = Number(env.DEVICES);
-  const component = env.COMPONENT || 'app';
-  const browser = await chromium.launch({
+  return chromium.launch({
     executablePath: env.OTA_CHROMIUM || '/usr/bin/chromium',
     headless: true,
     args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--enable-precise-memory-info',
       `--ignore-certificate-errors-spki-list=${env.CONSOLE_SPKI}`],
   });
+}
+
+// bare mqtt.js in the same browser (bench/console-bare/): the in-browser baseline.
+async function barePage() {
+  const browser = await launch();
+  try {
+    const page = await (await browser.newContext()).newPage();
+    await page.goto(new URL('bare.html', env.CONSOLE_URL).href, { waitUntil: 'load', timeout: 15000 });
+    await page.waitForFunction(() => typeof window.bareRun === 'function', null, { timeout: 10000 });
+    return await page.evaluate((a) => window.bareRun(a), {
+      username: env.CONSOLE_USER, password: env.CONSOLE_PASSWORD, topics: await pageSubscriptions(), expect: Number(env.EXPECT),
+    });
+  } finally {
+    await browser.close();
+  }
+}
+
+async function consolePage() {
+  const devices = Number(env.DEVICES);
+  const component = env.COMPONENT || 'app';
+  const browser = await launch();
   try {
     const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
     const page = await context.newPage();
@@ -76,6 +98,13 @@ async function consolePage() {
     await page.goto(env.CONSOLE_URL, { waitUntil: 'load', timeout: 15000 });
     await page.fill('[data-testid=login-user]', env.CONSOLE_USER);
     await page.fill('[data-testid=login-password]', env.CONSOLE_PASSWORD);
+    let cdp = null;
+    if (env.CONSOLE_PROFILE) {
+      cdp = await context.newCDPSession(page);
+      await cdp.send('Profiler.enable');
+      await cdp.send('Profiler.setSamplingInterval', { interval: 200 });
+      await cdp.send('Profiler.start');
+    }
     // Long tasks (> 50 ms on the main thread) from the click on: the page must not freeze.
     await page.evaluate(() => {
       window.__longest = 0;
@@ -84,9 +113,18 @@ async function consolePage() {
       }).observe({ type: 'longtask' });
       window.__t0 = performance.now();
       document.querySelector('[data-testid=login-submit]').click();
+      // the session's client exists once the click returns: when it connected, and when the
+      // first and the last message arrived
+      const c = window.otaConsole.client;
+      window.__msgs = 0;
+      c.on('connect', () => { window.__connect = performance.now(); });
+      c.on('message', () => {
+        if (!window.__msgs++) window.__first = performance.now();
+        window.__last = performance.now();
+      });
     });
     await page.waitForFunction(
-      ({ devices, component }) => {
+      ({ devices, component, expect }) => {
         const total = document.querySelector(`[data-testid=fleet-total][data-component="${component}"]`);
         if (!total || Number(total.textContent.trim()) !== devices) return false;
         let sum = 0;
@@ -97,29 +135,59 @@ async function consolePage() {
           if (e.dataset.state === 'unknown') unknown = v;
         }
         if (sum !== devices || unknown !== 0) return false;
+        if (!window.__tCounts) window.__tCounts = performance.now();
+        // Complete = every retained message taken in, not only the online and inventory messages
+        // that make the counts first look right (a status may still turn a device failed).
+        if (window.__msgs < expect) return false;
         window.__t1 = performance.now();
         return true;
       },
-      { devices, component },
+      { devices, component, expect: Number(env.EXPECT) },
       { polling: 'raf', timeout: timeoutMs },
     );
     const r = await page.evaluate(({ component }) => {
       const counts = {};
       for (const e of document.querySelectorAll(`[data-testid=fleet-count][data-component="${component}"]`))
         counts[e.dataset.state] = Number(e.textContent.trim());
-      return { ms: window.__t1 - window.__t0, heap: performance.memory.usedJSHeapSize, longest: window.__longest, counts };
+      const rel = (t) => Math.round(t - window.__t0);
+      return { ms: window.__t1 - window.__t0, heap: performance.memory.usedJSHeapSize, longest: window.__longest, counts,
+        counts_at: rel(window.__tCounts), connect: rel(window.__connect), first: rel(window.__first), last: rel(window.__last), messages: window.__msgs };
     }, { component });
+    if (cdp) profileSummary((await cdp.send('Profiler.stop')).profile);
     if (errors.length) fail(`page errors: ${errors.join('; ')}`);
-    return { ms: Math.round(r.ms), heap_mb: +(r.heap / 1048576).toFixed(1), longest_task_ms: Math.round(r.longest), counts: r.counts };
+    return { ms: Math.round(r.ms), heap_mb: +(r.heap / 1048576).toFixed(1), longest_task_ms: Math.round(r.longest), counts: r.counts,
+      counts_right_ms: r.counts_at, connected_ms: r.connect, first_message_ms: r.first, last_message_ms: r.last, messages: r.messages };
   } finally {
     await browser.close();
   }
 }
 
+// CONSOLE_PROFILE=FILE: the page's CPU profile from the click to complete counts goes to FILE
+// (open it in Chromium's DevTools); the 25 functions with the most self time go to stderr.
+function profileSummary(profile) {
+  fs.writeFileSync(env.CONSOLE_PROFILE, JSON.stringify(profile));
+  const self = new Map();
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const dt = profile.timeDeltas;
+  let total = 0;
+  profile.samples.forEach((id, i) => {
+    const n = byId.get(id);
+    const f = n.callFrame;
+    const key = `${f.functionName || '(anonymous)'} ${path.basename(f.url || '')}:${f.lineNumber + 1}`;
+    const us = dt[i] || 0;
+    total += us;
+    self.set(key, (self.get(key) || 0) + us);
+  });
+  const top = [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, 25);
+  console.error(`profile: ${(total / 1000).toFixed(0)} ms sampled`);
+  for (const [k, us] of top) console.error(`${(us / 1000).toFixed(1).padStart(8)} ms  ${k}`);
+}
+
 const mode = process.argv[2];
 let result;
 if (mode === 'mqttjs') result = await bareMqttJs();
+else if (mode === 'bare') result = await barePage();
 else if (mode === 'page') result = await consolePage();
-else fail(`mode "${mode}": mqttjs or page`);
+else fail(`mode "${mode}": mqttjs, bare or page`);
 console.log(JSON.stringify(result));
 process.exit(0);

@@ -11,10 +11,13 @@
 #                  until it has every retained message                         (public baseline)
 #   mqtt.js        bare mqtt.js 5 over wss://.../mqtt (nginx, websockify), the same subscriptions,
 #                  until every retained message is parsed                      (public baseline)
+#   mqtt.js in     the same mqtt.js bundled into a bare page (bench/console-bare/) in the same
+#   Chromium       Chromium: connect, subscribe, parse every retained message  (in-browser baseline)
 #   console        Debian's Chromium: from the click on "Log in" to the fleet counts of `app`
-#                  complete (total N, none unknown); JS heap (usedJSHeapSize, precise) and the
+#                  complete (total N, none unknown, every retained message taken in); JS heap (usedJSHeapSize, precise) and the
 #                  longest main-thread task after the click
-# Prints the medians and the ratios console / mqtt.js and console / mosquitto_sub.
+# Prints the medians and the ratios of the console to each baseline; per run also when the counts
+# first looked right (online and inventory are in; statuses may still change them).
 # Only processes this script started are stopped, by PID.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,7 +29,7 @@ PIDS=()
 source "$ROOT/bench/lib/fleet.sh"
 trap bench_cleanup EXIT
 bench_require console.sh "$SIM" "$CONTROLLER" "$PUBLISH" "$CTL_BIN"
-DIST="$BUILD/web-console"
+DIST="${CONSOLE_DIST:-$BUILD/web-console}"  # CONSOLE_DIST: another build of the page (e.g. OTA_CONSOLE_MINIFY=0)
 [ -f "$DIST/index.html" ] || { echo "console.sh: $DIST/index.html not found (build the console: scripts/test builds it)" >&2; exit 2; }
 for tool in websockify nginx node mosquitto_sub; do
   command -v "$tool" >/dev/null || { echo "console.sh: $tool is missing (see README)" >&2; exit 2; }
@@ -36,7 +39,7 @@ CHROMIUM=${OTA_CHROMIUM:-$(command -v chromium || true)}
 now_ms() { date +%s%3N; }
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 state_of() { "${CTL[@]}" --json status "$1" 2>/dev/null | sed -nE 's/^  "state": "([a-z_]+)".*/\1/p' | head -1; }
-field() { python3 -c 'import json,sys; print(json.loads(sys.stdin.read())[sys.argv[1]])' "$1"; }
+field() { python3 -c 'import json,sys; v=json.loads(sys.stdin.read())[sys.argv[1]]; print(v if isinstance(v, (int, float, str)) else json.dumps(v))' "$1"; }
 USER_NAME=bench
 USER_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
 TOPICS=(ota/v1/releases/+/+ ota/v1/rollouts/+ ota/v1/alerts/+ ota/v1/devices/+/online ota/v1/devices/+/inventory
@@ -101,8 +104,13 @@ for N in $SIZES; do
   p=$!; PIDS+=($p); SIZE_PIDS+=($p)
   bench_wait_port "$WS_PORT"
   mkdir -p "$WORK/nginx/tmp"
+  # the console's files and, beside them, the bare mqtt.js page (bundled with the console's esbuild)
+  rm -rf "$WORK/www"; cp -r "$DIST" "$WORK/www"; cp "$ROOT/bench/console-bare/bare.html" "$WORK/www/"
+  (cd "$ROOT/web-console" && node -e "require('esbuild').buildSync({entryPoints: [process.argv[1]], outfile: process.argv[2],
+    bundle: true, format: 'esm', platform: 'browser', target: ['es2022'], minify: true, nodePaths: [process.argv[3]]})" \
+    "$ROOT/bench/console-bare/bare.mjs" "$WORK/www/bare.js" "$ROOT/web-console/node_modules")
   "$ROOT/scripts/render-nginx-config" --port "$HTTPS_PORT" --cert "$C/artifacts.pem" --key "$C/artifacts.key" \
-    --root "$DIST" --prefix "$WORK/nginx" --console-proxy "$WS_PORT" > "$WORK/nginx/nginx.conf"
+    --root "$WORK/www" --prefix "$WORK/nginx" --console-proxy "$WS_PORT" > "$WORK/nginx/nginx.conf"
   nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" >"$WORK/nginx/stdout.log" 2>&1 &
   p=$!; PIDS+=($p); SIZE_PIDS+=($p)
   bench_wait_port "$HTTPS_PORT"
@@ -115,25 +123,30 @@ for N in $SIZES; do
   echo "console: $N devices, $EXPECT retained messages per login" >&2
   export CONSOLE_SRC="$ROOT/web-console" CONSOLE_URL="https://127.0.0.1:$HTTPS_PORT/" CONSOLE_CA="$C/ca.pem" \
     CONSOLE_USER="$USER_NAME" CONSOLE_PASSWORD="$USER_PASSWORD" CONSOLE_SPKI="$SPKI" DEVICES="$N" EXPECT OTA_CHROMIUM="$CHROMIUM"
-  : > "$WORK/sub.txt"; : > "$WORK/mqttjs.txt"; : > "$WORK/page.txt"; : > "$WORK/heap.txt"; : > "$WORK/task.txt"
+  : > "$WORK/sub.txt"; : > "$WORK/mqttjs.txt"; : > "$WORK/bare.txt"; : > "$WORK/page.txt"; : > "$WORK/heap.txt"; : > "$WORK/task.txt"
   for run in $(seq 1 "$RUNS"); do
     t0=$(now_ms)
     "${SUB[@]}" -C "$EXPECT" -W 120 >/dev/null
     echo $(( $(now_ms) - t0 )) >> "$WORK/sub.txt"
     j=$(timeout 180 node "$ROOT/bench/console-bench.mjs" mqttjs)
     echo "$j" | field ms >> "$WORK/mqttjs.txt"
+    j=$(timeout 180 node "$ROOT/bench/console-bench.mjs" bare)
+    echo "$j" | field ms >> "$WORK/bare.txt"
     j=$(timeout 180 node "$ROOT/bench/console-bench.mjs" page)
     echo "$j" | field ms >> "$WORK/page.txt"
     echo "$j" | field heap_mb >> "$WORK/heap.txt"
     echo "$j" | field longest_task_ms >> "$WORK/task.txt"
-    printf 'console: %s devices, run %s: mosquitto_sub %s ms, mqtt.js %s ms, console %s ms (heap %s MB, longest task %s ms, counts %s)\n' \
-      "$N" "$run" "$(tail -1 "$WORK/sub.txt")" "$(tail -1 "$WORK/mqttjs.txt")" "$(tail -1 "$WORK/page.txt")" \
-      "$(tail -1 "$WORK/heap.txt")" "$(tail -1 "$WORK/task.txt")" "$(echo "$j" | field counts)"
+    printf 'console: %s devices, run %s: mosquitto_sub %s ms, mqtt.js %s ms, mqtt.js in Chromium %s ms, console %s ms (heap %s MB, longest task %s ms; connected at %s ms, counts right at %s ms, messages %s from %s to %s ms; counts %s)\n' \
+      "$N" "$run" "$(tail -1 "$WORK/sub.txt")" "$(tail -1 "$WORK/mqttjs.txt")" "$(tail -1 "$WORK/bare.txt")" "$(tail -1 "$WORK/page.txt")" \
+      "$(tail -1 "$WORK/heap.txt")" "$(tail -1 "$WORK/task.txt")" "$(echo "$j" | field connected_ms)" "$(echo "$j" | field counts_right_ms)" \
+      "$(echo "$j" | field messages)" "$(echo "$j" | field first_message_ms)" "$(echo "$j" | field last_message_ms)" \
+      "$(echo "$j" | field counts)"
   done
-  s=$(median < "$WORK/sub.txt"); m=$(median < "$WORK/mqttjs.txt"); c=$(median < "$WORK/page.txt")
+  s=$(median < "$WORK/sub.txt"); m=$(median < "$WORK/mqttjs.txt"); b=$(median < "$WORK/bare.txt"); c=$(median < "$WORK/page.txt")
   h=$(median < "$WORK/heap.txt"); t=$(median < "$WORK/task.txt")
-  SUMMARY+=("$(printf '%6d devices (%d messages): console %5d ms, heap %5.1f MB, longest task %4d ms | mqtt.js %5d ms | mosquitto_sub %5d ms | ratio console/mqtt.js %.2f, console/mosquitto_sub %.2f' \
-    "$N" "$EXPECT" "$c" "$h" "$t" "$m" "$s" "$(awk -v a="$c" -v b="$m" 'BEGIN { print a / b }')" "$(awk -v a="$c" -v b="$s" 'BEGIN { print a / b }')")")
+  SUMMARY+=("$(printf '%6d devices (%d messages): console %5.0f ms, heap %5.1f MB, longest task %4.0f ms | mqtt.js in Chromium %5.0f ms | mqtt.js %5.0f ms | mosquitto_sub %5.0f ms | console / each: %.2f %.2f %.2f' \
+    "$N" "$EXPECT" "$c" "$h" "$t" "$b" "$m" "$s" "$(awk -v a="$c" -v b="$b" 'BEGIN { print a / b }')" \
+    "$(awk -v a="$c" -v b="$m" 'BEGIN { print a / b }')" "$(awk -v a="$c" -v b="$s" 'BEGIN { print a / b }')")")
   echo "${SUMMARY[-1]}"
   stop_size
   PIDS=("${PIDS[@]:0:$n0}")

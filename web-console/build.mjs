@@ -17,7 +17,7 @@ await build({
   format: 'esm',
   platform: 'browser',
   target: ['es2022'],
-  minify: true,
+  minify: process.env.OTA_CONSOLE_MINIFY !== '0', // 0: readable names in profiles (bench/console.sh)
   sourcemap: true,
   legalComments: 'linked',
   logLevel: 'warning',

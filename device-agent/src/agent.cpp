@@ -10,6 +10,7 @@
 #include "agent_impl.hpp"
 #include "messages.hpp"
 #include "ota/build_info.hpp"
+#include "ota/systemd.hpp"
 
 namespace ota::agent {
 
@@ -115,11 +116,14 @@ bool Agent::Impl::connect_loop(std::chrono::steady_clock::time_point give_up) {
         if (c) return true;
         last_connect_error = c.error();
         log.warn("cannot connect; retrying", {{"error", c.error().describe()}});
+        systemd::status("waiting for the broker " + cfg.broker + ": " + c.error().describe());
         std::uniform_int_distribution<long> jitter(100, std::max<long>(100, delay.count()));
         const auto wait = std::chrono::milliseconds(jitter(rng));
         for (auto until = std::chrono::steady_clock::now() + wait;
-             std::chrono::steady_clock::now() < until && std::chrono::steady_clock::now() < give_up && !g_stop;)
+             std::chrono::steady_clock::now() < until && std::chrono::steady_clock::now() < give_up && !g_stop;) {
+            systemd::alive();
             std::this_thread::sleep_for(50ms);
+        }
         delay = std::min<std::chrono::milliseconds>(delay * 2, 30s);
     }
     return false;
@@ -179,9 +183,19 @@ int Agent::Impl::run(const RunOptions& o) {
         resubscribe();
     }
     auto idle_since = std::chrono::steady_clock::now();
+    // Connected and subscribed: READY (Type=notify). Watchdog pings come from this loop and from
+    // the long steps it runs (a download's progress, a command's wait), so a loop that stops
+    // turning gets the agent killed and restarted by systemd (WatchdogSec=).
+    systemd::ready(service_status());
+    auto next_status = idle_since + 1s;
     while (!g_stop) {
+        systemd::alive();
         auto e = pop(200ms);
         const auto now = std::chrono::steady_clock::now();
+        if (now >= next_status) {
+            systemd::status(service_status());
+            next_status = now + 1s;
+        }
         if (e) {
             handle(*e);
             idle_since = now;
@@ -201,6 +215,7 @@ int Agent::Impl::run(const RunOptions& o) {
             ((assignment_seen && now - idle_since > 1500ms) || now - start > o.once_wait))
             break;
     }
+    systemd::stopping();
     flush();
     (void)client->disconnect(3s);
     return restart_requested ? exit_restart : 0;

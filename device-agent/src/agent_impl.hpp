@@ -81,6 +81,7 @@ struct Agent::Impl {
     std::chrono::steady_clock::time_point last_inventory{};
     std::chrono::steady_clock::time_point last_inventory_check{};
     std::string published_versions;
+    std::string last_stage;  // "<component> <stage> <version>[ <progress>%]" of the last report, for STATUS=
     std::uint64_t connects{0};
     // Versions installed in this run that the state database could not record (a full disk):
     // what recorded_version() says until a start records them.
@@ -106,6 +107,10 @@ struct Agent::Impl {
     void report(const std::string& component, const std::string& version, const std::string& rollout, Reported stage,
                 std::optional<int> progress = std::nullopt, const std::optional<Error>& error = std::nullopt);
     void flush();
+    // The unit's STATUS= line (connection, installed versions, the last stage reported); cheap.
+    [[nodiscard]] std::string service_status();
+    void note_stage(const std::string& component, const std::string& version, Reported stage, std::optional<int> progress,
+                    const std::optional<Error>& error);
     void send_direct(const std::string& component, const std::string& payload);
     nlohmann::ordered_json installed_versions();
     void publish_inventory();

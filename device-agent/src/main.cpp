@@ -1,5 +1,5 @@
 // ota-agent: the device agent (docs/agent.md).
-//   ota-agent --config /etc/ota/agent.json [--once] [--no-auto-update] [--force-update] [--print-config]
+//   ota-agent --config /etc/ota/agent.json [--once] [--no-auto-update] [--force-update] [--print-config | --check-config]
 // Exit status: 0 stopped cleanly, 1 fatal error (one line on stderr), 2 usage or config error,
 // 3 restart requested after a self-update (the supervisor starts the new binary).
 #include <atomic>
@@ -12,6 +12,7 @@
 #include "agent.hpp"
 #include "ota/build_info.hpp"
 #include "ota/config.hpp"
+#include "ota/crypto.hpp"
 #include "ota/log.hpp"
 
 namespace {
@@ -21,7 +22,7 @@ void on_signal(int) { ota::agent::g_stop = true; }
 int main(int argc, char** argv) {
     CLI::App app{"ota-agent: the OTA device agent"};
     std::string config_path = "/etc/ota/agent.json";
-    bool once = false, no_auto = false, force = false, print_config = false;
+    bool once = false, no_auto = false, force = false, print_config = false, check_config = false;
     int once_wait = 10;
     app.set_version_flag("--version", std::string("ota-agent ") + ota::build::version + " (commit " +
                                           ota::build::git_commit + ", built " + ota::build::date + ")");
@@ -33,6 +34,8 @@ int main(int argc, char** argv) {
     app.add_flag("--no-auto-update", no_auto, "Report only; download nothing (also AUTO_UPDATE=0)");
     app.add_flag("--force-update", force, "Apply the offered release now, even with auto-update off");
     app.add_flag("--print-config", print_config, "Print the effective config and exit");
+    app.add_flag("--check-config", check_config,
+                 "Check the config (and that its trusted keys load) without starting; exit 0 or 2 (the unit's ExecStartPre=)");
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -60,6 +63,17 @@ int main(int argc, char** argv) {
     if (!format || !level) {
         std::fprintf(stderr, "ota-agent: %s\n", (!format ? format.error() : level.error()).describe().c_str());
         return 2;
+    }
+    if (check_config) {
+        ota::crypto::TrustStore trusted;
+        if (auto t = trusted.load(config->trusted_keys); !t) {
+            std::fprintf(stderr, "ota-agent: %s: trusted_keys %s: %s\n", config_path.c_str(), config->trusted_keys.c_str(),
+                         t.error().describe().c_str());
+            return 2;
+        }
+        std::printf("ota-agent: %s: config OK (device %s, %zu components, broker %s)\n", config_path.c_str(),
+                    config->device_id.c_str(), config->components.size(), config->broker.c_str());
+        return 0;
     }
     ota::log::init(*format, *level);
 

@@ -5,6 +5,7 @@
 #include "agent_impl.hpp"
 #include "messages.hpp"
 #include "ota/build_info.hpp"
+#include "ota/systemd.hpp"
 #include "ota/time.hpp"
 
 namespace ota::agent {
@@ -55,6 +56,7 @@ void Agent::Impl::report(const std::string& component, const std::string& versio
         send_direct(component, payload);
     }
     statuses[component] = payload;
+    note_stage(component, version, stage, progress, error);
     // Rejections follow input from outside: a flood of bad offers is logged a few times a minute.
     std::uint64_t held = 0;
     if (stage == Reported::rejected && !input_log.allow("status rejected", std::chrono::steady_clock::now().time_since_epoch(), held)) {
@@ -105,6 +107,33 @@ void Agent::Impl::flush() {
         }
         if (!progressed) return;
     }
+}
+
+// The last stage reported, for STATUS= (`systemctl status ota-agent`), sent at once.
+void Agent::Impl::note_stage(const std::string& component, const std::string& version, Reported stage,
+                             std::optional<int> progress, const std::optional<Error>& error) {
+    last_stage = component + " " + std::string(to_string(stage)) + " " + version +
+                 (progress ? " " + std::to_string(*progress) + "%" : std::string()) +
+                 (error ? " (" + std::string(ota::to_string(error->code)) + ")" : std::string());
+    systemd::status(service_status());
+}
+
+// What `systemctl status ota-agent` shows (STATUS=): connected or not, versions, the last stage.
+std::string Agent::Impl::service_status() {
+    std::string s = client && client->connected() ? "connected" : "not connected";
+    std::string versions;
+    {
+        std::lock_guard lock(presence_mu);
+        versions = published_versions;
+    }
+    // {"model":"1.2.0","app":null} -> "model=1.2.0 app=none"
+    auto j = nlohmann::json::parse(versions, nullptr, false);
+    if (j.is_object() && !j.empty()) {
+        s += "; versions";
+        for (const auto& [name, v] : j.items()) s += " " + name + "=" + (v.is_string() ? v.get<std::string>() : std::string("none"));
+    }
+    if (!last_stage.empty()) s += "; last: " + last_stage;
+    return s;
 }
 
 // The installed versions per component (cached by Inventory; cheap to call often).

@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 
+#include "ota/systemd.hpp"
 #include "agent_impl.hpp"
 #include "install/health.hpp"
 #include "messages.hpp"
@@ -158,7 +159,10 @@ bool Agent::Impl::download_step(const std::string& component, const Manifest& m,
     d.on_progress = [&](const download::Progress& p) {
         if (p.percent < 100) report(component, m.version, rollout, Reported::downloading, p.percent);
     };
-    d.cancelled = [] { return g_stop.load(); };
+    d.cancelled = [] {
+        systemd::alive();  // polled through the transfer, stalls included (bounded by the stall timeout)
+        return g_stop.load();
+    };
     auto r = download::fetch(d);
     if (!r) {
         if (g_stop) return false;  // stopping: the partial download is resumed next start
@@ -257,6 +261,7 @@ bool Agent::Impl::step_once(const std::string& component, const Manifest& m0, co
                 remember_unrecorded(component, m.version);
                 inventory.invalidate();
                 publish_inventory();
+                note_stage(component, m.version, Reported::succeeded, std::nullopt, std::nullopt);
                 return false;
             }
             statuses[component] = payload;
@@ -267,6 +272,7 @@ bool Agent::Impl::step_once(const std::string& component, const Manifest& m0, co
             inventory.invalidate();
             flush();
             publish_inventory();
+            note_stage(component, m.version, Reported::succeeded, std::nullopt, std::nullopt);
             return false;
         }
         case Stage::downloading:

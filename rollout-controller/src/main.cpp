@@ -1,5 +1,5 @@
 // ota-controller: opens releases wave by wave and halts waves that fail (docs/controller.md).
-//   ota-controller --config /etc/ota/controller.json [--print-config]
+//   ota-controller --config /etc/ota/controller.json [--print-config | --check-config]
 // Exit status: 0 stopped cleanly (SIGTERM/SIGINT), 1 fatal error, 2 usage or config error.
 #include <atomic>
 #include <csignal>
@@ -9,6 +9,7 @@
 
 #include "ota/build_info.hpp"
 #include "ota/config.hpp"
+#include "ota/crypto.hpp"
 #include "ota/log.hpp"
 #include "policy.hpp"
 #include "service.hpp"
@@ -21,12 +22,14 @@ void on_signal(int) { g_stop = true; }
 int main(int argc, char** argv) {
     CLI::App app{"ota-controller: staged rollouts that halt themselves"};
     std::string config_path = "/etc/ota/controller.json";
-    bool print_config = false;
+    bool print_config = false, check_config = false;
     app.set_version_flag("--version", std::string("ota-controller ") + ota::build::version + " (commit " +
                                           ota::build::git_commit + ", built " + ota::build::date + ")");
     app.add_option("--config", config_path, "Config file (JSON); <file>.d/*.json and OTA_CONTROLLER_* override it")
         ->capture_default_str();
     app.add_flag("--print-config", print_config, "Print the effective config (with every wave's policy) and exit");
+    app.add_flag("--check-config", check_config,
+                 "Check the config (and that its trusted keys load) without starting; exit 0 or 2 (the unit's ExecStartPre=)");
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -51,6 +54,17 @@ int main(int argc, char** argv) {
     if (!format || !level) {
         std::fprintf(stderr, "ota-controller: %s\n", (!format ? format.error() : level.error()).describe().c_str());
         return 2;
+    }
+    if (check_config) {
+        ota::crypto::TrustStore trusted;
+        if (auto t = trusted.load(config->trusted_keys); !t) {
+            std::fprintf(stderr, "ota-controller: %s: trusted_keys %s: %s\n", config_path.c_str(),
+                         config->trusted_keys.c_str(), t.error().describe().c_str());
+            return 2;
+        }
+        std::printf("ota-controller: %s: config OK (%zu fleets, database %s)\n", config_path.c_str(),
+                    config->fleets.size(), config->database.c_str());
+        return 0;
     }
     ota::log::init(*format, *level);
     std::signal(SIGTERM, on_signal);

@@ -1,3 +1,4 @@
+#include "ota/systemd.hpp"
 #include "service.hpp"
 
 #include <prometheus/counter.h>
@@ -159,6 +160,15 @@ struct Metrics {
     }
 };
 
+// The unit's STATUS= line: what `systemctl status ota-controller` shows.
+std::string service_status(const Engine& e, bool connected) {
+    std::size_t live = 0;
+    for (const auto& [state, n] : e.rollouts_by_state())
+        if (state == "active" || state == "paused" || state == "halted") live += n;
+    return std::string(connected ? "connected" : "reconnecting to the broker") + "; " + std::to_string(live) +
+           " live rollouts, " + std::to_string(e.device_count()) + " devices";
+}
+
 }  // namespace
 
 int run_service(const ControllerConfig& cfg, std::atomic<bool>& stop) {
@@ -230,7 +240,11 @@ int run_service(const ControllerConfig& cfg, std::atomic<bool>& stop) {
         auto c = client.connect();
         if (c) break;
         lg.warn("broker not reachable; retrying", {{"error", c.error().describe()}, {"attempt", std::to_string(attempt)}});
-        for (int i = 0; i < 20 && !stop; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        systemd::status("waiting for the broker " + cfg.broker + ": " + c.error().describe());
+        for (int i = 0; i < 20 && !stop; ++i) {
+            systemd::alive();
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
         if (stop) return 0;
     }
     publisher.start();
@@ -245,10 +259,16 @@ int run_service(const ControllerConfig& cfg, std::atomic<bool>& stop) {
         }
     }
     lg.info("controller running", {{"fleets", std::to_string(cfg.fleets.size())}, {"database", cfg.database.string()}});
+    // Connected and subscribed: READY (Type=notify), then a one-line STATUS each second and
+    // watchdog pings from this loop, so a loop that stops turning (a stuck database, a deadlock)
+    // gets the process killed and restarted by systemd (WatchdogSec=).
+    systemd::ready(service_status(engine, client.connected()));
+    auto next_status = Clock::now() + std::chrono::seconds(1);
 
     auto next_tick = Clock::now();
     auto next_metrics = Clock::now();
     while (!stop) {
+        systemd::alive();
         std::uint64_t dropped = 0;
         auto batch = ingest.take(cfg.tick, dropped);
         if (dropped) lg.error("ingest queue full; messages dropped", {{"dropped", std::to_string(dropped)}});
@@ -270,8 +290,13 @@ int run_service(const ControllerConfig& cfg, std::atomic<bool>& stop) {
             metrics.update(engine);
             next_metrics = now + std::chrono::milliseconds(100);
         }
+        if (now >= next_status) {
+            systemd::status(service_status(engine, client.connected()));
+            next_status = now + std::chrono::seconds(1);
+        }
     }
     lg.info("controller stopping");
+    systemd::stopping();
     publisher.stop(std::chrono::seconds(5));
     (void)client.disconnect();
     return 0;

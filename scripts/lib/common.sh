@@ -22,11 +22,15 @@ OTA_PACKAGES=(
   libssl-dev libpaho-mqttpp-dev libpaho-mqtt-dev nlohmann-json3-dev libcurl4-openssl-dev
   libsqlitecpp-dev libsqlite3-dev libspdlog-dev libfmt-dev libcli11-dev libgtest-dev libgmock-dev
   libarchive-dev
+  # sd_notify: readiness, status and watchdog under systemd (Type=notify units)
+  libsystemd-dev
   # ota-controller's /metrics endpoint
   prometheus-cpp-dev
   # ota-fleet-sim (and the controller tests' simulated devices): libmosquitto clients
   libmosquitto-dev
   mosquitto mosquitto-clients nginx-light
+  # systemd-analyze: the units' verify and security checks (tests/shared/systemd_units_test)
+  systemd
   # network tests (label `net`: namespaces, veth, NAT, rate limits, loss) and `ss` in the download tests
   iproute2 iptables
   # libFuzzer targets (scripts/fuzz): clang 14 with its fuzzer, ASan and UBSan runtimes

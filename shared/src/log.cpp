@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ota/json.hpp"
+#include "ota/systemd.hpp"
 #include "ota/time.hpp"
 
 namespace ota::log {
@@ -37,10 +38,26 @@ spdlog::logger& sink() {
     return *logger;
 }
 
+// stderr is the journal (a systemd service): it stamps each line itself, and reads a "<N>"
+// syslog priority prefix as the line's level.
+const bool g_journal = systemd::stderr_is_journal();
+
 void apply_pattern() {
-    // JSON lines carry their own timestamp field; plain lines get one from spdlog.
-    if (g_format == Format::json) sink().set_pattern("%v", spdlog::pattern_time_type::utc);
+    // JSON lines carry their own timestamp field; plain lines get one from spdlog, except in the
+    // journal.
+    if (g_format == Format::json || g_journal) sink().set_pattern("%v", spdlog::pattern_time_type::utc);
     else sink().set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %v", spdlog::pattern_time_type::utc);
+}
+
+// sd-daemon(3)'s SD_DEBUG .. SD_ERR
+std::string_view journal_prefix(Level level) {
+    switch (level) {
+        case Level::debug: return "<7>";
+        case Level::info: return "<6>";
+        case Level::warn: return "<4>";
+        case Level::error: return "<3>";
+    }
+    return "<6>";
 }
 
 bool needs_quotes(std::string_view v) {
@@ -109,7 +126,8 @@ void Logger::write(Level level, std::string_view msg, Fields fields) const {
     if (level < g_level.load()) return;
     static const bool once = (apply_pattern(), true);
     (void)once;
-    const auto line = render(g_format, level, module_, msg, fields);
+    auto line = render(g_format, level, module_, msg, fields);
+    if (g_journal) line.insert(0, journal_prefix(level));
     switch (level) {
         case Level::debug: sink().debug(line); break;
         case Level::info: sink().info(line); break;

@@ -1,3 +1,4 @@
+#include "ota/systemd.hpp"
 #include "install/command.hpp"
 
 #include <fcntl.h>
@@ -165,6 +166,7 @@ CommandResult run_command(const std::vector<std::string>& argv, const EnvVars& e
     // Read until both pipes close; a child that exited but left something holding the pipes
     // gets 200 ms more, then we stop reading.
     while (out_r.valid() || err_r.valid()) {
+        systemd::alive();  // the step is bounded by `timeout`; the agent is not hung while it waits
         const auto now = Clock::now();
         if (now >= deadline) break;
         if (!exited && ::waitpid(pid, &status, WNOHANG) == pid) {
@@ -191,6 +193,7 @@ CommandResult run_command(const std::vector<std::string>& argv, const EnvVars& e
         }
     }
     while (!exited && Clock::now() < deadline) {
+        systemd::alive();
         if (::waitpid(pid, &status, WNOHANG) == pid) {
             exited = true;
             break;

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "install/command.hpp"
+#include "ota/systemd.hpp"
 
 namespace ota::agent {
 namespace {
@@ -64,7 +65,12 @@ Expected<void> run_health_check(const HealthCheck& check) {
     for (int attempt = 1; attempt <= attempts; ++attempt) {
         why = is_command ? probe_command(check) : probe_url(check);
         if (why.empty()) return {};
-        if (attempt < attempts) std::this_thread::sleep_for(check.interval);
+        if (attempt < attempts)  // the agent is waiting, not hung: the watchdog hears from it
+            for (auto until = std::chrono::steady_clock::now() + check.interval; std::chrono::steady_clock::now() < until;) {
+                ota::systemd::alive();
+                std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
+                    until - std::chrono::steady_clock::now(), std::chrono::milliseconds(100)));
+            }
     }
     return fail(ErrorCode::health_check_failed,
                 what + ": " + why + " (" + std::to_string(attempts) + (attempts == 1 ? " attempt)" : " attempts)"));
