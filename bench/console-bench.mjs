@@ -9,8 +9,12 @@
 //                                         stop at EXPECT messages -> {"ms":..., "messages":...}
 //   node bench/console-bench.mjs page     the console in Debian's Chromium (playwright-core): load
 //                                         the page, then from the click on "Log in" to the fleet
-//                                         counts of COMPONENT complete (total = DEVICES, no device
-//                                         unknown, and EXPECT messages taken in) -> {"ms":..., "heap_mb":..., "longest_task_ms":..., "counts":{...}}
+//                                         counts of COMPONENT complete in the page's own model
+//                                         (total = DEVICES, no device unknown, EXPECT messages
+//                                         taken in) -> {"ms":..., "final_counts_ms":..., "heap_mb":...,
+//                                         "longest_task_ms":..., "counts":{...}}; final_counts_ms:
+//                                         from the click to the counts shown being those final
+//                                         ones (from the controller's summary while the page loads)
 // Environment: CONSOLE_SRC (web-console/, for node_modules), CONSOLE_URL (https://127.0.0.1:PORT/),
 // CONSOLE_CA (the CA of nginx's certificate), CONSOLE_USER, CONSOLE_PASSWORD, DEVICES, EXPECT
 // (mqttjs), COMPONENT (page, default app), TIMEOUT_MS (default 120000), OTA_CHROMIUM.
@@ -123,18 +127,24 @@ async function consolePage() {
         window.__last = performance.now();
       });
     });
+    // Polled every frame: each change of the counts shown (whichever source: the controller's
+    // summary while the page loads, then its own) is recorded with its time, until the page's own
+    // counts are complete (total = DEVICES, none unknown, every retained message taken in).
     await page.waitForFunction(
       ({ devices, component, expect }) => {
+        const table = document.querySelector('[data-testid=fleet-counts]');
         const total = document.querySelector(`[data-testid=fleet-total][data-component="${component}"]`);
-        if (!total || Number(total.textContent.trim()) !== devices) return false;
-        let sum = 0;
-        let unknown = 0;
-        for (const e of document.querySelectorAll(`[data-testid=fleet-count][data-component="${component}"]`)) {
-          const v = Number(e.textContent.trim());
-          sum += v;
-          if (e.dataset.state === 'unknown') unknown = v;
-        }
-        if (sum !== devices || unknown !== 0) return false;
+        if (!table || !total) return false;
+        const shown = {};
+        for (const e of document.querySelectorAll(`[data-testid=fleet-count][data-component="${component}"]`))
+          shown[e.dataset.state] = Number(e.textContent.trim());
+        shown.total = Number(total.textContent.trim());
+        const key = JSON.stringify(shown);
+        window.__shots = window.__shots || [];
+        const last = window.__shots[window.__shots.length - 1];
+        if (!last || last.key !== key || last.source !== table.dataset.source)
+          window.__shots.push({ t: performance.now(), key, source: table.dataset.source });
+        if (table.dataset.source !== 'live' || shown.total !== devices || shown.unknown !== 0) return false;
         if (!window.__tCounts) window.__tCounts = performance.now();
         // Complete = every retained message taken in, not only the online and inventory messages
         // that make the counts first look right (a status may still turn a device failed).
@@ -150,12 +160,20 @@ async function consolePage() {
       for (const e of document.querySelectorAll(`[data-testid=fleet-count][data-component="${component}"]`))
         counts[e.dataset.state] = Number(e.textContent.trim());
       const rel = (t) => Math.round(t - window.__t0);
+      // The counts are final from the first shot after which they never changed again (they
+      // equal the page's own complete counts): the operator has the right numbers from then on.
+      const shots = window.__shots;
+      const finalKey = shots[shots.length - 1].key;
+      let i = shots.length - 1;
+      while (i > 0 && shots[i - 1].key === finalKey) i--;
       return { ms: window.__t1 - window.__t0, heap: performance.memory.usedJSHeapSize, longest: window.__longest, counts,
+        final_counts_ms: rel(shots[i].t), final_counts_source: shots[i].source, first_source: shots[0].source,
         counts_at: rel(window.__tCounts), connect: rel(window.__connect), first: rel(window.__first), last: rel(window.__last), messages: window.__msgs };
     }, { component });
     if (cdp) profileSummary((await cdp.send('Profiler.stop')).profile);
     if (errors.length) fail(`page errors: ${errors.join('; ')}`);
-    return { ms: Math.round(r.ms), heap_mb: +(r.heap / 1048576).toFixed(1), longest_task_ms: Math.round(r.longest), counts: r.counts,
+    return { ms: Math.round(r.ms), final_counts_ms: r.final_counts_ms, final_counts_source: r.final_counts_source,
+      first_source: r.first_source, heap_mb: +(r.heap / 1048576).toFixed(1), longest_task_ms: Math.round(r.longest), counts: r.counts,
       counts_right_ms: r.counts_at, connected_ms: r.connect, first_message_ms: r.first, last_message_ms: r.last, messages: r.messages };
   } finally {
     await browser.close();

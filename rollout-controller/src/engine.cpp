@@ -15,7 +15,9 @@ ojson Counts::to_json() const {
 }
 
 Engine::Engine(const ControllerConfig& config, Store& store, crypto::TrustStore trusted)
-    : cfg_(config), store_(store), trusted_(std::move(trusted)), topics_(config.topic_prefix) {}
+    : cfg_(config), store_(store), trusted_(std::move(trusted)), topics_(config.topic_prefix) {
+    for (const auto& f : cfg_.fleets) fleet_channels_[f.name] = f.channel;
+}
 
 void Engine::count(const std::string& result, std::uint64_t n) { counters_.by_result[result] += n; }
 
@@ -189,6 +191,9 @@ bool Engine::is_silent(const Rollout& r, const MemberRow& m, std::chrono::second
 void Engine::on_connection(bool up, TimePoint now) {
     connected_ = up;
     if (!up) return;
+    // The summary waits one interval: the retained flood that follows a connect lands first.
+    last_summary_ = now;
+    summary_.mark();
     // What devices sent while the controller could not read it arrives now (retained statuses):
     // every unfinished device gets a fresh timeout from this moment.
     silence_from_ = now;
@@ -470,6 +475,17 @@ void Engine::tick(TimePoint now) {
         const bool due = now - r->last_publish >= cfg_.state_interval;
         if (r->publish_now || ((r->counts_dirty || is_live(r->row.state)) && due)) publish_state(*r, now);
     }
+    publish_summary(now);
+}
+
+ojson Engine::summary(TimePoint now) const { return summary_.document(devices_, fleet_channels_, to_ts(now)); }
+
+void Engine::publish_summary(TimePoint now) {
+    // Not while disconnected: the retained flood after a reconnect would be counted half-way.
+    if (!summary_.dirty() || !connected_ || now - last_summary_ < cfg_.summary_interval) return;
+    out_.push_back({topics_.summary(), summary(now).dump(), true});
+    summary_.clean();
+    last_summary_ = now;
 }
 
 std::map<std::string, std::uint64_t> Engine::rollouts_by_state() const {

@@ -31,6 +31,7 @@
 #include "fleet_policy.hpp"
 #include "policy.hpp"
 #include "store.hpp"
+#include "summary.hpp"
 
 namespace ota::controller {
 
@@ -92,6 +93,9 @@ public:
 
     // The rollout's retained state document (also the `status` reply).
     [[nodiscard]] std::optional<nlohmann::ordered_json> rollout_state(const std::string& id) const;
+    // The fleet summary as it would be published now (retained on <prefix>/summary at most every
+    // summary_interval while it changes).
+    [[nodiscard]] nlohmann::ordered_json summary(TimePoint now) const;
     // The fleet's effective policy document (also retained on fleets/<fleet>/policy).
     [[nodiscard]] std::optional<nlohmann::ordered_json> fleet_policy(const std::string& fleet) const;
 
@@ -113,7 +117,7 @@ private:
     // message kinds
     void dispatch(const Topics::Parsed& parsed, const mqtt::Message& message, TimePoint now);
     void on_release(const std::string& topic, const std::string& payload, TimePoint now);
-    void on_inventory(const std::string& device, const std::string& payload, TimePoint now);
+    void on_inventory(const std::string& device, const std::string& payload, bool retained, TimePoint now);
     void on_online(const std::string& device, const std::string& payload, TimePoint now);
     void on_status(const std::string& device, const std::string& component, const std::string& payload, TimePoint now);
     // Where a request came from: control/request/<user> may act, control/query/<user> only reads
@@ -149,6 +153,7 @@ private:
     void publish_wave(const Rollout& r, std::size_t wave, WaveState state);
     [[nodiscard]] WaveState wave_message_state(const Rollout& r, std::size_t wave) const;
     void publish_state(Rollout& r, TimePoint now);
+    void publish_summary(TimePoint now);  // when it changed and summary_interval has passed
     void save(Rollout& r, TimePoint now);
     void audit(TimePoint now, const std::string& actor, const std::string& action, const Rollout* r,
                const std::string& detail);
@@ -187,6 +192,9 @@ private:
     std::map<std::string, FleetOverrides> overrides_;  // fleet -> operators' overrides (SQLite)
     std::set<std::string> touched_;  // rollouts with new status since the last flush
     IngestCounters counters_;
+    Summary summary_;                                 // the fleet counts (summary.hpp)
+    std::map<std::string, std::string> fleet_channels_;  // fleet -> its channel (config)
+    TimePoint last_summary_{};
     log::Limiter limiter_;
     bool connected_{true};        // the service says otherwise until it has subscribed
     TimePoint silence_from_{};    // latest (re)connect: nobody is silent for less since then

@@ -37,7 +37,7 @@ void Engine::on_message(const mqtt::Message& message, TimePoint now) {
 void Engine::dispatch(const Topics::Parsed& parsed, const mqtt::Message& message, TimePoint now) {
     switch (parsed.kind) {
         case Topics::Kind::release: return on_release(message.topic, message.payload, now);
-        case Topics::Kind::inventory: return on_inventory(parsed.a, message.payload, now);
+        case Topics::Kind::inventory: return on_inventory(parsed.a, message.payload, message.retained, now);
         case Topics::Kind::online: return on_online(parsed.a, message.payload, now);
         case Topics::Kind::status: return on_status(parsed.a, parsed.b, message.payload, now);
         case Topics::Kind::control_request: return on_control(parsed.a, message.payload, now, Access::act);
@@ -54,6 +54,7 @@ void Engine::on_release(const std::string& topic, const std::string& payload, Ti
         return;
     }
     const auto& m = verified->manifest;
+    summary_.release(m.component, m.channel, m.version, m.version_scheme);
     const auto offered = m.parsed_version();
     for (const auto& fleet : cfg_.fleets) {
         if (fleet.channel != m.channel) continue;
@@ -103,7 +104,7 @@ void Engine::on_online(const std::string& device, const std::string& payload, Ti
     store_.put_device(d);
 }
 
-void Engine::on_inventory(const std::string& device, const std::string& payload, TimePoint now) {
+void Engine::on_inventory(const std::string& device, const std::string& payload, bool retained, TimePoint now) {
     if (payload.size() > cfg_.max_payload) return count("oversize");
     auto j = parse_json(payload, "inventory of " + device);
     if (!j) {
@@ -132,13 +133,16 @@ void Engine::on_inventory(const std::string& device, const std::string& payload,
     d.labels = labels;
     d.components = *comps;
     d.has_inventory = true;
-    d.online = true;
+    // A live inventory comes from a device that is up; a retained one may be older than the
+    // device's last will (online false), which it must not undo.
+    if (!retained) d.online = true;
     place_device(d, now);
     store_.put_device(d);
     count("inventory");
 }
 
 void Engine::place_device(DeviceRow& d, TimePoint now) {
+    summary_.mark();  // online state, inventory or fleet may have changed
     std::map<std::string, std::string> labels;
     for (const auto& [k, v] : d.labels.items())
         if (v.is_string()) labels[k] = v.get<std::string>();
@@ -246,6 +250,7 @@ void Engine::on_status(const std::string& device, const std::string& component, 
     }
     last = seq;
     store_.put_seq(device, component, seq);
+    summary_.stage(device, component, str_or(*j, "stage"));
     const auto rollout = str_or(*j, "rollout");
     auto rit = rollouts_.find(rollout);
     if (rit == rollouts_.end() || rit->second->row.component != component ||

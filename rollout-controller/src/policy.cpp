@@ -213,6 +213,7 @@ nlohmann::ordered_json ControllerConfig::to_json() const {
     j["metrics_listen"] = metrics_listen;
     j["tick_ms"] = tick.count();
     j["state_interval_ms"] = state_interval.count();
+    j["summary_interval_ms"] = summary_interval.count();
     j["max_payload"] = max_payload;
     auto& fl = j["fleets"] = nlohmann::ordered_json::array();
     for (const auto& f : fleets) {
@@ -259,6 +260,8 @@ Expected<ControllerConfig> parse_controller_config(const nlohmann::json& json) {
     c.metrics_listen = r.opt_str("metrics_listen").value_or("");
     if (auto v = r.opt_u64("tick_ms")) c.tick = std::chrono::milliseconds(std::max<std::uint64_t>(*v, 10));
     if (auto v = r.opt_u64("state_interval_ms")) c.state_interval = std::chrono::milliseconds(static_cast<std::int64_t>(*v));
+    if (auto v = r.opt_u64("summary_interval_ms"))
+        c.summary_interval = std::chrono::milliseconds(static_cast<std::int64_t>(std::min<std::uint64_t>(*v, 3'600'000)));
     if (auto v = r.opt_u64("max_payload")) c.max_payload = *v;
     const auto* fleets = r.raw("fleets");
     if (r.ok() && (!fleets || !fleets->is_array() || fleets->empty())) r.fail("fleets", "expected a non-empty list of fleets");

@@ -93,6 +93,7 @@ struct ControllerConfig {
     std::string metrics_listen;  // "127.0.0.1:9464"; empty = no /metrics endpoint
     std::chrono::milliseconds tick{200};            // time-based checks (soak, timeouts, windows)
     std::chrono::milliseconds state_interval{1000};  // rollouts/<id> at most this often while counts change
+    std::chrono::milliseconds summary_interval{2000};  // the fleet summary at most this often while it changes
     std::size_t max_payload{64 * 1024};              // larger status/inventory payloads are dropped
     std::vector<Fleet> fleets;
     std::string log_format{"plain"};

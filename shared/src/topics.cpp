@@ -41,6 +41,7 @@ std::string Topics::release(std::string_view component, std::string_view channel
 }
 std::string Topics::releases_filter() const { return join({prefix_, "releases", "+", "+"}); }
 std::string Topics::keyset() const { return join({prefix_, "keyset"}); }
+std::string Topics::summary() const { return join({prefix_, "summary"}); }
 std::string Topics::fleet_policy(std::string_view fleet) const { return join({prefix_, "fleets", fleet, "policy"}); }
 
 std::string Topics::wave(std::string_view fleet, std::string_view w, std::string_view component) const {
@@ -90,6 +91,7 @@ std::optional<Topics::Parsed> Topics::parse(std::string_view topic) const {
     const auto n = s.size();
     if (s[0] == "releases" && n == 3) return Parsed{Kind::release, s[1], s[2], {}};
     if (s[0] == "keyset" && n == 1) return Parsed{Kind::keyset, {}, {}, {}};
+    if (s[0] == "summary" && n == 1) return Parsed{Kind::summary, {}, {}, {}};
     if (s[0] == "fleets" && n == 5 && s[2] == "waves") return Parsed{Kind::wave, s[1], s[3], s[4]};
     if (s[0] == "devices" && n == 3) {
         if (s[2] == "assignment") return Parsed{Kind::assignment, s[1], {}, {}};

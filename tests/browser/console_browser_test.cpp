@@ -446,3 +446,59 @@ TEST_F(ConsoleTest, AMaintenanceWindowCreatedOnThePageHoldsTheNextWaveAndSurvive
         audited = audited || (a.value("action", "") == "window_delete" && a.value("actor", "") == "alice");
     EXPECT_TRUE(audited);
 }
+
+// While the retained state of the fleet still arrives, the counts come from the controller's
+// summary (one retained message, subscribed first): the page never shows half-loaded counts of
+// its own, and the summary's numbers are the ones the page then counts itself.
+TEST_F(ConsoleTest, WhileTheFleetLoadsTheCountsComeFromTheControllersSummary) {
+    start_controller(config({}));
+    start_devices();
+    publish_release("1.1.0");
+    const auto id = rollout_id("1.1.0");
+    ASSERT_TRUE(kit::wait_until([&] { return rollout_state(id) == "completed"; }, 60s)) << ctl({"status", id}).out;
+    // The controller publishes the summary retained (its ACL lets it) within its interval.
+    json summary;
+    ASSERT_TRUE(kit::wait_until([&] {
+        summary = retained("ota/v1/summary").value_or(json{});
+        return summary.is_object() && summary["components"]["app"].value("up_to_date", -1) == fleet_size;
+    }, 15s)) << summary.dump();
+    EXPECT_EQ(summary["devices"], fleet_size);
+    EXPECT_EQ(summary["needs_update"], 0);
+    EXPECT_EQ(summary["fleets"]["plant"]["components"]["app"], summary["components"]["app"]);
+
+    // Every state of the counts table from the click on, in order.
+    ASSERT_TRUE(browser->open("p", server->url("")).ok);
+    ASSERT_EQ(browser->eval("p", R"(() => {
+        window.__seen = [];
+        const snap = () => {
+          const t = document.querySelector('[data-testid=fleet-counts]');
+          if (!t) return;
+          const c = {};
+          for (const e of t.querySelectorAll('[data-testid=fleet-count][data-component=app]')) c[e.dataset.state] = Number(e.textContent.trim());
+          const note = document.querySelector('[data-testid=counts-source]');
+          const s = JSON.stringify({ source: t.dataset.source, c, note: note ? note.textContent : '' });
+          if (window.__seen[window.__seen.length - 1] !== s) window.__seen.push(s);
+        };
+        new MutationObserver(snap).observe(document.body, { subtree: true, childList: true, characterData: true, attributes: true });
+        return 1;
+      })").value, 1);
+    ASSERT_TRUE(browser->fill("p", tid("login-user"), "alice").ok);
+    ASSERT_TRUE(browser->fill("p", tid("login-password"), alice_password).ok);
+    ASSERT_TRUE(browser->click("p", tid("login-submit")).ok);
+    ASSERT_TRUE(browser->wait("p", tid("fleet-counts") + "[data-source=live]", "", 15s).ok);
+    const auto seen = browser->eval("p", "() => window.__seen").value;
+    ASSERT_TRUE(seen.is_array() && !seen.empty()) << seen.dump();
+    const auto first = json::parse(seen.front().get<std::string>());
+    EXPECT_EQ(first["source"], "summary") << seen.dump(2);
+    EXPECT_EQ(first["c"]["up_to_date"], fleet_size) << seen.dump(2);
+    EXPECT_NE(first["note"].get<std::string>().find("of " + std::to_string(fleet_size) + ")"), std::string::npos)
+        << first.dump();
+    for (const auto& s : seen) {
+        const auto e = json::parse(s.get<std::string>());
+        // no half-loaded counts: whichever source, the counts shown are the whole fleet's
+        EXPECT_EQ(e["c"]["up_to_date"], fleet_size) << seen.dump(2);
+    }
+    EXPECT_EQ(json::parse(seen.back().get<std::string>())["source"], "live") << seen.dump(2);
+    EXPECT_TRUE(wait_count("up_to_date", fleet_size, 1s));
+    EXPECT_EQ(browser->text("p", tid("badge-outdated")).value, "0");
+}

@@ -281,6 +281,9 @@ TEST_F(AgentTest, AnOperatorRollbackRestoresThePreviousVersion) {
 TEST_F(AgentTest, AnInstallCommandAppliesItsReleaseOutsideAnyWave) {
     kit::write_file(target() / "model-2026-03-10.trt", "installed");
     const auto config = write_config({{"update_window", {{"start", "00:00"}, {"end", "00:01"}}}});
+    // Assigned to a wave that offers nothing: the release comes only from the command, and
+    // --once ends 1.5 s after the last event instead of waiting out --once-wait.
+    assign();
     auto first = run_once(config, 3);  // the persistent session exists from now on
     ASSERT_EQ(first.exit_code, 0) << first.err;
     auto rel = make_release("2026-12-01");
@@ -297,6 +300,9 @@ TEST_F(AgentTest, AnInstallCommandAppliesItsReleaseOutsideAnyWave) {
 TEST_F(AgentTest, AnInstallCommandWithABadSignatureIsRejected) {
     kit::write_file(target() / "model-2026-03-10.trt", "installed");
     const auto config = write_config();
+    // Assigned to a wave that offers nothing: the release comes only from the command, and
+    // --once ends 1.5 s after the last event instead of waiting out --once-wait.
+    assign();
     auto first = run_once(config, 3);
     ASSERT_EQ(first.exit_code, 0) << first.err;
     auto rel = make_release("2026-12-01", "untrusted");

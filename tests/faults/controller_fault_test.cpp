@@ -182,12 +182,14 @@ TEST_F(ControllerFaultTest, FsyncEIODuringARollout) { sweep("fsync", "EIO"); }
 // first; the first completes the rollout. Once the first is killed (-9), a new one takes over.
 TEST_F(ControllerFaultTest, ASecondControllerMidRolloutRefusesAndTheFirstCompletes) {
     fresh_world();
-    auto cfg = config(three_waves({{"soak_s", 2}}), {{"device_timeout_s", 120}});
+    // The early wave waits for approval, so the rollout is held mid-way however fast the
+    // canary goes (a soak would race the status polls on a loaded machine).
+    auto cfg = config(three_waves({}, {{"approval", true}}), {{"device_timeout_s", 120}});
     cfg["database"] = (db_dir() / "controller.db").string();
     ASSERT_TRUE(launch(cfg, {})) << controller->log();
     add_devices();
     publish_release("app", "1.1.0");
-    ASSERT_TRUE(wait_wave(R1, 0u, "open")) << controller->log();
+    ASSERT_TRUE(wait_wave(R1, 1u, "waiting_approval")) << ctl({"status", R1}).out << controller->log();
     auto other = cfg;
     other["mqtt"]["client_id"] = "controller-2";
     other["metrics_listen"] = "127.0.0.1:" + std::to_string(kit::free_port());
@@ -196,6 +198,9 @@ TEST_F(ControllerFaultTest, ASecondControllerMidRolloutRefusesAndTheFirstComplet
     EXPECT_EQ(second.exit_code, 1) << second.err;
     EXPECT_NE(second.err.find("in use by another ota-controller (pid " + std::to_string(controller->pid()) + ")"),
               std::string::npos) << second.err;
+    EXPECT_EQ(ctl_json({"status", R1})["state"], "active");
+    auto approved = ctl({"approve", R1});
+    ASSERT_EQ(approved.exit_code, 0) << approved.err;
     ASSERT_TRUE(wait_state(R1, "completed", 60s)) << ctl({"status", R1}).out << controller->log();
     EXPECT_EQ(ctl_json({"status", R1})["totals"]["succeeded"], fleet_size);
 

@@ -44,6 +44,9 @@ TEST(Topics, ParsesWhatItNames) {
     EXPECT_EQ(c->a, "alice");
     EXPECT_FALSE(t.parse("ota/v1/control/request"));  // the old, unauthenticated topic
     EXPECT_FALSE(t.parse("ota/v1/control/request/a/b"));
+    EXPECT_EQ(t.summary(), "ota/v1/summary");
+    EXPECT_EQ(t.parse(t.summary())->kind, Topics::Kind::summary);
+    EXPECT_FALSE(t.parse("ota/v1/summary/x"));
 }
 
 TEST(Topics, SegmentsRejectWildcardsAndSeparators) {

@@ -14,9 +14,9 @@
 // No target, no installed version, or versions that do not order: "unknown".
 
 import { compareVersions } from './versions.mjs';
-import { STAGES_FAILED, STAGES_IN_PROGRESS } from './model.mjs';
+import { STAGES_FAILED, STAGES_IN_PROGRESS, STATES } from './model.mjs';
 
-export const STATES = ['up_to_date', 'outdated', 'updating', 'failed', 'offline', 'unknown'];
+export { STATES };
 export const STATE_LABELS = {
   up_to_date: 'up to date',
   outdated: 'outdated',
@@ -134,6 +134,17 @@ export function fleetCounts(model, derived, fleet) {
     if (d && d.assignment && d.assignment.fleet === fleet) list.push(dd);
   }
   return countStates(list, derived.newest.keys());
+}
+
+/**
+ * The controller's counts (model.summary, from <prefix>/summary) in the shape of countStates(),
+ * for every device or one fleet; null when there is no summary (or none for that fleet). The
+ * views show them while the page's own model is still loading (app.loading).
+ */
+export function summaryCounts(summary, fleet = '') {
+  if (!summary) return null;
+  const g = fleet ? summary.fleets[fleet] : summary;
+  return g ? g.components : null;
 }
 
 export class Derived {

@@ -5,6 +5,8 @@
 export const STAGES_IN_PROGRESS = ['downloading', 'verifying', 'installing', 'health_checking'];
 export const STAGES_FAILED = ['failed', 'rolled_back', 'rejected'];
 const STAGES = [...STAGES_IN_PROGRESS, 'succeeded', ...STAGES_FAILED];
+/** A device's state per component, as the fleet counts show it (derive.mjs; the controller's summary). */
+export const STATES = ['up_to_date', 'outdated', 'updating', 'failed', 'offline', 'unknown'];
 const HISTORY_LIMIT = 30;
 const MAX_TEXT = 4096;
 
@@ -16,6 +18,7 @@ export function createModel() {
     devices: new Map(), // device id -> device
     waves: new Map(), // "fleet/wave/component" -> wave offer
     policies: new Map(), // fleet -> the raw policy document (read by fleet-policy.mjs for the policy view)
+    summary: null, // the controller's fleet summary (readSummary), or null
     malformed: 0,
     lastMalformed: '',
     rev: 0, // bumps on every accepted change
@@ -76,12 +79,14 @@ export function parseTopic(topic, prefix) {
   if (p[0] === 'fleets' && p.length === 5 && p[2] === 'waves')
     return { kind: 'wave', fleet: p[1], wave: p[3], component: p[4] };
   if (p[0] === 'fleets' && p.length === 3 && p[2] === 'policy') return { kind: 'policy', fleet: p[1] };
+  if (p[0] === 'summary' && p.length === 1) return { kind: 'summary' };
   return null;
 }
 
 /** The subscriptions that fill the model (all retained). */
 export function subscriptions(prefix) {
   return [
+    `${prefix}/summary`, // first: the counts of the whole fleet in one message, before 4 messages a device
     `${prefix}/releases/+/+`,
     `${prefix}/rollouts/+`,
     `${prefix}/alerts/+`,
@@ -213,6 +218,37 @@ function readStatus(j, component) {
   };
 }
 
+/** Counts per state of one component; the total is their sum (not what the message claims). */
+function readStateCounts(c) {
+  const out = {};
+  let total = 0;
+  for (const s of STATES) total += out[s] = count(isObject(c) ? c[s] : 0);
+  out.total = total;
+  return out;
+}
+
+function readGroup(g) {
+  const components = {};
+  let n = 0;
+  if (isObject(g.components))
+    for (const [c, v] of Object.entries(g.components)) if (++n <= 256 && NAME.test(c)) components[c] = readStateCounts(v);
+  return { devices: count(g.devices), needsUpdate: count(g.needs_update), components };
+}
+
+/**
+ * The controller's fleet summary (docs/protocol.md, "Fleet summary"): {at, devices, needsUpdate,
+ * components: {c: {state: n, total}}, fleets: {fleet: {devices, needsUpdate, components}}}, or
+ * null when it is not schema 1.
+ */
+export function readSummary(j) {
+  if (!isObject(j) || j.schema !== 1) return null;
+  const fleets = {};
+  let n = 0;
+  if (isObject(j.fleets))
+    for (const [f, g] of Object.entries(j.fleets)) if (++n <= 1024 && NAME.test(f) && isObject(g)) fleets[f] = readGroup(g);
+  return { at: str(j.at, 64), ...readGroup(j), fleets };
+}
+
 // ---- apply ----------------------------------------------------------------------------------------
 
 export function newDevice(id) {
@@ -295,6 +331,15 @@ function applyUnsafe(model, topic, payload, retained, prefix) {
           release: readRelease(j.release),
         });
       model.globalRev++;
+      break;
+    }
+    case 'summary': {
+      if (empty) model.summary = null;
+      else {
+        const sm = readSummary(j);
+        if (!sm) return rejectPayload(model, topic, 'schema: expected 1');
+        model.summary = sm;
+      }
       break;
     }
     case 'policy': {

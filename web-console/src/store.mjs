@@ -22,6 +22,7 @@ export const app = {
   confirm: null, // {text, yes, onYes}
   busy: '',
   everConnected: false,
+  loading: false, // the retained state since the last (re)connect is still arriving (see below)
 };
 
 // ---- render scheduling ---------------------------------------------------------------------------
@@ -63,6 +64,33 @@ export function invalidateData() {
     dataTimer = null;
     invalidate();
   }, wait);
+}
+
+// ---- loading -------------------------------------------------------------------------------------
+// After each (re)connect the broker sends the retained state: 4 messages a device, 40,000 for
+// 10,000 devices, seconds of work in a browser. Until no retained message has come for SETTLE_MS
+// the page's own counts are partial, so the views show the controller's summary (one message,
+// subscribed first) while `app.loading`. One timer per burst, not one per message.
+const SETTLE_MS = 500;
+let lastRetained = 0;
+let settleTimer = null;
+function settleCheck() {
+  const left = lastRetained + SETTLE_MS - performance.now();
+  if (left > 0) {
+    settleTimer = setTimeout(settleCheck, left);
+    return;
+  }
+  settleTimer = null;
+  app.loading = false;
+  invalidate();
+}
+function retainedArrived() {
+  lastRetained = performance.now();
+  if (settleTimer === null) settleTimer = setTimeout(settleCheck, SETTLE_MS);
+}
+function startLoading() {
+  app.loading = true;
+  retainedArrived();
 }
 
 // ---- config --------------------------------------------------------------------------------------
@@ -140,9 +168,11 @@ export function login(username, password, stay) {
         // every (re)connect: drop what we knew and take the retained state afresh (no stale counts)
         app.model = createModel();
         app.derived = new Derived();
+        startLoading();
         invalidate();
       },
       onMessage(topic, text, retained) {
+        if (retained && app.loading) retainedArrived();
         for (const ev of applyMessage(app.model, topic, text, { retained, prefix }))
           toast(ev.text, ev.type === 'rollout_halted' ? 'error' : 'ok');
         invalidateData();

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { applyMessage, createModel } from '../src/model.mjs';
-import { Derived, filterDevices, finishedRollouts, targetFor } from '../src/derive.mjs';
+import { Derived, filterDevices, finishedRollouts, summaryCounts, targetFor } from '../src/derive.mjs';
 
 const P = 'ota/v1';
 const env = (component, version, channel = 'stable', scheme = 'semver') =>
@@ -122,4 +122,34 @@ test('counts of one fleet take only the devices assigned to it', async () => {
   assert.equal(c.app.total, 2);
   assert.equal(c.app.outdated, 2);
   assert.equal(fleetCounts(m, d, 'nowhere').app.total, 0);
+});
+
+// The fleet of tests/data/fleet-counts.json, which the controller's summary counts too
+// (tests/controller/summary_test.cpp): the page and the summary agree on every case in it.
+test('the shared cases count as the controller counts them', async () => {
+  const { readFile } = await import('node:fs/promises');
+  const cases = JSON.parse(await readFile(new URL('../../tests/data/fleet-counts.json', import.meta.url), 'utf8'));
+  const m = createModel();
+  put(m, 'fleets/plant/policy', { fleet: 'plant', channel: 'stable' });
+  for (const r of cases.releases) put(m, `releases/${r.component}/${r.channel}`, env(r.component, r.version, r.channel, r.scheme));
+  for (const d of cases.devices) {
+    put(m, `devices/${d.id}/online`, { online: d.online ?? true });
+    put(m, `devices/${d.id}/inventory`, { components: d.components, labels: {} });
+    put(m, `devices/${d.id}/assignment`, { fleet: 'plant', wave: 'broad' });
+    for (const [c, stage] of Object.entries(d.stages || {})) put(m, `devices/${d.id}/status/${c}`, { stage, seq: 1 });
+  }
+  const derived = new Derived().update(m);
+  assert.equal(derived.byDevice.size, cases.expected.devices);
+  assert.equal(derived.needsUpdate, cases.expected.needs_update);
+  assert.deepEqual(derived.counts, cases.expected.components);
+});
+
+test('summaryCounts: the controller counts for every device or one fleet, null without them', () => {
+  const m = createModel();
+  assert.equal(summaryCounts(m.summary), null);
+  const app = { up_to_date: 1, outdated: 0, updating: 0, failed: 0, offline: 0, unknown: 0, total: 1 };
+  put(m, 'summary', { schema: 1, devices: 1, components: { app }, fleets: { plant: { devices: 1, components: { app } } } });
+  assert.deepEqual(summaryCounts(m.summary), { app });
+  assert.deepEqual(summaryCounts(m.summary, 'plant'), { app });
+  assert.equal(summaryCounts(m.summary, 'other'), null);
 });

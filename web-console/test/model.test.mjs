@@ -112,3 +112,35 @@ test('events: live transitions toast, retained state at subscribe time does not'
   assert.equal(ev[0].type, 'alert_resolved');
   assert.match(ev[0].text, /alice/);
 });
+
+test('summary: the controller counts are read defensively; a bad one is counted and ignored', () => {
+  const m = createModel();
+  assert.deepEqual(parseTopic(`${P}/summary`, P), { kind: 'summary' });
+  const counts = { up_to_date: 3, outdated: 2, updating: 1, failed: 1, offline: 0, unknown: 1, total: 8 };
+  put(m, 'summary', { schema: 1, at: '2026-12-04T10:00:00Z', devices: 9, needs_update: 3, components: { app: counts },
+    fleets: { plant: { devices: 9, needs_update: 3, components: { app: counts } } } });
+  assert.equal(m.summary.devices, 9);
+  assert.equal(m.summary.needsUpdate, 3);
+  assert.deepEqual(m.summary.components.app, counts);
+  assert.deepEqual(m.summary.fleets.plant.components.app, counts);
+  // Wrong types, negative and huge numbers, a total that is not the sum, names outside the rule.
+  put(m, 'summary', { schema: 1, devices: -4, needs_update: '7', components: { app: { up_to_date: 1e400, outdated: -1, failed: 'x', updating: 2, total: 99 },
+    '<img src=x onerror=alert(1)>': counts, model: [1, 2] }, fleets: { plant: 'x', 'a/b': {}, ok: { components: null } } });
+  assert.equal(m.summary.devices, 0);
+  assert.equal(m.summary.needsUpdate, 0);
+  assert.deepEqual(m.summary.components.app, { up_to_date: 0, outdated: 0, updating: 2, failed: 0, offline: 0, unknown: 0, total: 2 });
+  assert.deepEqual(Object.keys(m.summary.components).sort(), ['app', 'model']);
+  assert.equal(m.summary.components.model.total, 0);
+  assert.deepEqual(Object.keys(m.summary.fleets), ['ok']);
+  assert.deepEqual(m.summary.fleets.ok.components, {});
+  // Another schema or not an object: counted as malformed, the summary before stays.
+  const before = m.malformed;
+  put(m, 'summary', { schema: 2, devices: 1 });
+  put(m, 'summary', '[1,2]');
+  put(m, 'summary', '{"schema":1,');
+  assert.equal(m.malformed, before + 3);
+  assert.deepEqual(Object.keys(m.summary.components).sort(), ['app', 'model']);
+  // Cleared retained topic: no summary.
+  put(m, 'summary', '');
+  assert.equal(m.summary, null);
+});

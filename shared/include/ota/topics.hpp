@@ -50,10 +50,12 @@ public:
     [[nodiscard]] std::string control_query_filter() const;  // <prefix>/control/query/+
     [[nodiscard]] std::string control_reply(std::string_view client) const;
     [[nodiscard]] std::string keyset() const;  // <prefix>/keyset: the root-signed release keys (retained)
+    // <prefix>/summary: the controller's fleet counts per component and state (retained)
+    [[nodiscard]] std::string summary() const;
 
     // The parts of a topic under the prefix, for routing incoming messages.
     enum class Kind { release, wave, assignment, cmd, status, inventory, online, rollout, alert,
-                      control_request, control_query, control_reply, keyset };
+                      control_request, control_query, control_reply, keyset, summary };
     struct Parsed {
         Kind kind;
         std::string a;  // component | fleet | device | rollout id | client | user (control_request, control_query)

@@ -41,6 +41,8 @@ const NAV = [
 function TopBar({ view }) {
   const d = app.derived;
   const conn = app.conn === 'connected' ? 'connected' : 'reconnecting…';
+  // while loading, the controller's summary knows better (fleet.mjs)
+  const needs = app.loading && app.model.summary ? app.model.summary.needsUpdate : d.needsUpdate;
   return html`<header class="top">
     <strong class="brand">OTA console</strong>
     <nav>
@@ -54,8 +56,8 @@ function TopBar({ view }) {
     <a href="#/rollouts" class=${'pill' + (d.firingAlerts ? ' alert' : '')} title="firing alerts">
       alerts <span data-testid="badge-alerts">${d.firingAlerts}</span></a
     >
-    <a href="#/devices?outdated" class=${'pill' + (d.needsUpdate ? ' warn' : '')} title="devices with a component older than its target">
-      need updates <span data-testid="badge-outdated">${d.needsUpdate}</span></a
+    <a href="#/devices?outdated" class=${'pill' + (needs ? ' warn' : '')} title="devices with a component older than its target">
+      need updates <span data-testid="badge-outdated">${needs}</span></a
     >
     <span class=${'conn ' + (app.conn === 'connected' ? 'on' : 'off')} data-testid="conn-state">${conn}</span>
     <span class="user" data-testid="user">${app.user} (${app.role || '…'})</span>

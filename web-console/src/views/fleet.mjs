@@ -2,20 +2,26 @@
 
 import { html } from 'htm/preact';
 import { useState } from 'preact/hooks';
-import { STATES, STATE_LABELS, fleetCounts } from '../derive.mjs';
+import { STATES, STATE_LABELS, fleetCounts, summaryCounts } from '../derive.mjs';
 import { app } from '../store.mjs';
 import { Empty, fmtTime } from './common.mjs';
 
 export function FleetView() {
   const [fleet, setFleet] = useState('');
   const m = app.model;
-  const fleets = [...new Set([...m.devices.values()].map((d) => d.assignment?.fleet).filter(Boolean))].sort();
-  const counts = fleet ? fleetCounts(m, app.derived, fleet) : app.derived.counts;
+  // While the retained state is still arriving the page's own counts are partial: the
+  // controller's summary stands in for them (store.mjs, "loading").
+  const summary = app.loading ? m.summary : null;
+  const fromSummary = summaryCounts(summary, fleet);
+  const fleets = [
+    ...new Set([...m.devices.values()].map((d) => d.assignment?.fleet).concat(summary ? Object.keys(summary.fleets) : []).filter(Boolean)),
+  ].sort();
+  const counts = fromSummary || (fleet ? fleetCounts(m, app.derived, fleet) : app.derived.counts);
   const comps = Object.keys(counts).sort();
   const fq = fleet ? `&fleet=${encodeURIComponent(fleet)}` : '';
   const releases = [...m.releases.values()].sort((a, b) => (a.component + a.channel < b.component + b.channel ? -1 : 1));
   return html`<section>
-    <h2>Fleet <span class="muted">${m.devices.size} devices</span></h2>
+    <h2>Fleet <span class="muted">${fromSummary ? summary.devices : m.devices.size} devices</span></h2>
     <div class="filters">
       <select data-testid="fleet-select" value=${fleet} onChange=${(e) => setFleet(e.currentTarget.value)}>
         <option value="">all fleets</option>
@@ -24,7 +30,7 @@ export function FleetView() {
     </div>
     ${comps.length === 0
       ? html`<${Empty} text="No device or release seen yet." />`
-      : html`<table class="counts" data-testid="fleet-counts">
+      : html`<table class="counts" data-testid="fleet-counts" data-source=${fromSummary ? 'summary' : 'live'}>
           <thead>
             <tr>
               <th>component</th>
@@ -49,6 +55,12 @@ export function FleetView() {
             )}
           </tbody>
         </table>`}
+    ${fromSummary
+      ? html`<p class="muted" data-testid="counts-source">
+          Counts from the controller's summary of ${fmtTime(summary.at)}; the page is still taking in the devices
+          (${m.devices.size} of ${summary.devices}).
+        </p>`
+      : null}
     <h3>Releases</h3>
     ${releases.length === 0
       ? html`<${Empty} text="No release published yet." />`
