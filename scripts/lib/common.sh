@@ -31,6 +31,8 @@ OTA_PACKAGES=(
   mosquitto mosquitto-clients nginx-light
   # systemd-analyze: the units' verify and security checks (tests/shared/systemd_units_test)
   systemd
+  # the Debian packages (scripts/package, tests/package): cpack's dpkg-shlibdeps, lintian
+  dpkg-dev fakeroot lintian
   # network tests (label `net`: namespaces, veth, NAT, rate limits, loss) and `ss` in the download tests
   iproute2 iptables
   # libFuzzer targets (scripts/fuzz): clang 14 with its fuzzer, ASan and UBSan runtimes
@@ -88,7 +90,9 @@ ota_build() {
   if command -v ccache >/dev/null; then
     extra+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
   fi
+  # The prefix of the Debian packages (cpack from this build: scripts/package, tests/package).
   cmake -S "$OTA_ROOT" -B "$OTA_BUILD_DIR" -DOTA_WERROR="$werror" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCMAKE_INSTALL_PREFIX="${OTA_INSTALL_PREFIX:-/usr}" \
     -DOTA_SANITIZE="$OTA_SANITIZE" "${extra[@]}" >/dev/null
   cmake --build "$OTA_BUILD_DIR" -j"$(ota_jobs)" "${targets[@]}"
   if [ ${#targets[@]} -eq 0 ]; then ota_build_console; fi
