@@ -32,7 +32,7 @@ OTA_PACKAGES=(
   # systemd-analyze: the units' verify and security checks (tests/shared/systemd_units_test)
   systemd
   # the Debian packages (scripts/package, tests/package): cpack's dpkg-shlibdeps, lintian
-  dpkg-dev fakeroot lintian
+  dpkg-dev fakeroot lintian debootstrap
   # network tests (label `net`: namespaces, veth, NAT, rate limits, loss) and `ss` in the download tests
   iproute2 iptables
   # libFuzzer targets (scripts/fuzz): clang 14 with its fuzzer, ASan and UBSan runtimes
