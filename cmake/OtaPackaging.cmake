@@ -106,7 +106,7 @@ once /etc/ota/agent.json exists (see /usr/share/doc/ota-agent/examples)."
   DEPENDS "init-system-helpers (>= 1.54)"
   SUGGESTS "docker.io | podman-docker"
   DIRS "    [ -d /var/lib/ota-agent ] || install -d -m 0700 /var/lib/ota-agent"
-       "    [ -d /etc/ota/certs ] || install -d -m 0750 /etc/ota/certs"
+       "    [ -d /etc/ota/certs ] || install -d -m 0755 /etc/ota/certs"
        "    [ -d /etc/ota/trusted-keys ] || install -d -m 0755 /etc/ota/trusted-keys"
   PURGE "    rm -rf /var/lib/ota-agent")
 
@@ -121,7 +121,7 @@ ota-controller and starts once /etc/ota/controller.json exists (see
 /usr/share/doc/ota-controller/examples)."
   DEPENDS "adduser, init-system-helpers (>= 1.54)"
   DIRS "    [ -d /var/lib/ota-controller ] || install -d -m 0750 -o ota-controller -g ota-controller /var/lib/ota-controller"
-       "    [ -d /etc/ota/certs ] || install -d -m 0750 /etc/ota/certs"
+       "    [ -d /etc/ota/certs ] || install -d -m 0755 /etc/ota/certs"
        "    [ -d /etc/ota/trusted-keys ] || install -d -m 0755 /etc/ota/trusted-keys"
   PURGE "    rm -rf /var/lib/ota-controller")
 

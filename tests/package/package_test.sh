@@ -18,8 +18,7 @@
 # starting, the watchdog, a restart once per upgrade): docs/packaging.md says where that stands.
 set -euo pipefail
 BUILD="$(cd "$1" && pwd)"
-CACHE="${OTA_DEBIAN_ROOT_CACHE:-/var/cache/ota-tests}"
-MIRROR="${OTA_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+source "$(dirname "$0")/lib.sh"
 WORK=$(mktemp -d /tmp/ota-package-test.XXXXXX)
 ROOT="$WORK/root"
 step() { echo "== package_test: $*"; }
@@ -76,20 +75,7 @@ for u in ota-agent ota-controller; do
 done
 
 # --- 2. a clean Debian 12 ----------------------------------------------------------------------
-tarball="$CACHE/bookworm-minbase.tar.gz"
-if [ ! -s "$tarball" ]; then
-  step "debootstrap --variant=minbase bookworm (cached in $tarball)"
-  mkdir -p "$CACHE"
-  debootstrap --variant=minbase bookworm "$WORK/bootstrap" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 ||
-    { tail -20 "$WORK/debootstrap.log" >&2; fail "debootstrap from $MIRROR"; }
-  tar -C "$WORK/bootstrap" -czf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
-  rm -rf "$WORK/bootstrap"
-fi
-mkdir -p "$ROOT"
-tar -C "$ROOT" -xzf "$tarball"
-cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
-# no service starts inside the chroot (Debian's convention: policy-rc.d says no)
-printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d" && chmod 755 "$ROOT/usr/sbin/policy-rc.d"
+debian_root "$ROOT" || fail "no Debian 12 root"
 mount -t proc proc "$ROOT/proc"
 mkdir -p "$ROOT/tmp/n" "$ROOT/tmp/n1"
 cp "$WORK"/n/*.deb "$ROOT/tmp/n/" && cp "$WORK"/n1/*.deb "$ROOT/tmp/n1/"
@@ -121,11 +107,16 @@ mode() { in_root stat -c '%a %U:%G' "$1"; }
 [ "$(mode /var/lib/ota-controller)" = "750 ota-controller:ota-controller" ] || fail "/var/lib/ota-controller: $(mode /var/lib/ota-controller)"
 [ "$(mode /var/lib/ota-agent)" = "700 root:root" ] || fail "/var/lib/ota-agent: $(mode /var/lib/ota-agent)"
 [ "$(mode /var/lib/ota/mosquitto)" = "750 mosquitto:mosquitto" ] || fail "/var/lib/ota/mosquitto: $(mode /var/lib/ota/mosquitto)"
-[ "$(mode /etc/ota/certs)" = "750 root:root" ] || fail "/etc/ota/certs: $(mode /etc/ota/certs)"
+[ "$(mode /etc/ota/certs)" = "755 root:root" ] || fail "/etc/ota/certs: $(mode /etc/ota/certs)"
 for u in ota-agent ota-controller; do
   [ -L "$ROOT/etc/systemd/system/multi-user.target.wants/$u.service" ] || fail "$u.service is not enabled"
 done
 [ -f "$ROOT/usr/share/doc/ota-controller/examples/controller.json" ] || fail "no example controller config"
+# the units' Documentation= exists
+for u in ota-agent ota-controller; do
+  doc=$(sed -n 's|^Documentation=file://||p' "$ROOT/lib/systemd/system/$u.service")
+  [ -f "$ROOT$doc" ] || fail "$u.service: Documentation=$doc is not installed"
+done
 [ -x "$ROOT/usr/share/ota-broker-config/make-dev-certs" ] || fail "no make-dev-certs"
 # the broker config is the one the project's tests run (its paths under /etc/ota)
 grep -q '^acl_file /etc/ota/acl$' "$ROOT/etc/ota/mosquitto.conf" || fail "mosquitto.conf does not use /etc/ota/acl"

@@ -1,0 +1,23 @@
+# Shared by the package tests: a clean Debian 12 root from a cached debootstrap tarball.
+#   debian_root DIR   DIR holds a fresh bookworm minbase root (debootstrap'd once, then cached as
+#                     $OTA_DEBIAN_ROOT_CACHE/bookworm-minbase.tar.gz, default /var/cache/ota-tests),
+#                     with the host's resolv.conf and a policy-rc.d that forbids service starts
+#                     (Debian's convention for chroots; remove it for a booted container).
+CACHE="${OTA_DEBIAN_ROOT_CACHE:-/var/cache/ota-tests}"
+MIRROR="${OTA_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+debian_root() {
+  local dir=$1 tarball="$CACHE/bookworm-minbase.tar.gz"
+  if [ ! -s "$tarball" ]; then
+    echo "== debootstrap --variant=minbase bookworm (cached in $tarball)"
+    mkdir -p "$CACHE"
+    rm -rf "$dir.bootstrap"
+    debootstrap --variant=minbase bookworm "$dir.bootstrap" "$MIRROR" >"$dir.debootstrap.log" 2>&1 ||
+      { tail -20 "$dir.debootstrap.log" >&2; echo "debootstrap from $MIRROR failed" >&2; return 1; }
+    tar -C "$dir.bootstrap" -czf "$tarball.$$" . && mv "$tarball.$$" "$tarball"  # whole or absent
+    rm -rf "$dir.bootstrap"
+  fi
+  mkdir -p "$dir"
+  tar -C "$dir" -xzf "$tarball"
+  cp /etc/resolv.conf "$dir/etc/resolv.conf"
+  printf '#!/bin/sh\nexit 101\n' >"$dir/usr/sbin/policy-rc.d" && chmod 755 "$dir/usr/sbin/policy-rc.d"
+}

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# The packaged services under a booted systemd (label `package`; docs/packaging.md):
+#   tests/package/package_systemd_test.sh BUILD_DIR
+# A Debian 12 root (tests/package/lib.sh) with systemd and the four packages of BUILD_DIR
+# (cpack) is imported into a private Podman engine (docker/engine) and booted with systemd as
+# PID 1 (`podman run --systemd=always`, --network none: its own loopback, nothing else). Then, as
+# an operator would: a dev PKI with the packaged make-dev-certs, a release key, the example
+# controller config; Debian's mosquitto.service runs the OTA config (the drop-in of
+# ota-broker-config); ota-controller reaches READY (Type=notify: `systemctl start` returns only
+# then) with a STATUS line; stopped with SIGSTOP, the watchdog kills it and systemd starts it
+# again; an upgrade to the next version restarts the running service exactly once.
+# Needs root, Podman (runc) and Debian's mirror the first time (the cached root).
+set -euo pipefail
+BUILD="$(cd "$1" && pwd)"
+HERE="$(cd "$(dirname "$0")" && pwd)"
+source "$HERE/lib.sh"
+WORK=$(mktemp -d /tmp/ota-package-systemd.XXXXXX)
+ROOT="$WORK/root"
+C=ota-package-systemd-$$
+step() { echo "== package_systemd_test: $*"; }
+fail() {
+  echo "package_systemd_test: FAILED: $*" >&2
+  if podman container exists "$C" 2>/dev/null; then
+    podman exec "$C" journalctl --no-pager -n 40 -u ota-controller -u mosquitto >&2 2>/dev/null || true
+  fi
+  exit 1
+}
+cleanup() {
+  umount "$ROOT/proc" 2>/dev/null || true
+  "$HERE/../../docker/engine" stop "$WORK/engine" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+[ "$(id -u)" = 0 ] || fail "needs root (chroot, Podman)"
+grep -q '^CMAKE_INSTALL_PREFIX:PATH=/usr$' "$BUILD/CMakeCache.txt" || fail "$BUILD is not configured with CMAKE_INSTALL_PREFIX=/usr"
+in_c() { podman exec "$C" "$@"; }
+# wait_for SECONDS CMD...: CMD succeeds within SECONDS (polled every 0.5 s)
+wait_for() {
+  local n=$(( $1 * 2 )); shift
+  for _ in $(seq 1 "$n"); do "$@" >/dev/null 2>&1 && return 0; sleep 0.5; done
+  return 1
+}
+
+step "packages N and N+1; a Debian 12 root with systemd and N"
+(cd "$BUILD" && cpack -G DEB -B "$WORK/n" >"$WORK/cpack.log" 2>&1) || { cat "$WORK/cpack.log" >&2; fail "cpack"; }
+V=$(dpkg-deb -f "$WORK"/n/ota-agent_*.deb Version)
+(cd "$BUILD" && cpack -G DEB -D CPACK_PACKAGE_VERSION="$V.1" -B "$WORK/n1" >>"$WORK/cpack.log" 2>&1) || fail "cpack of $V.1"
+debian_root "$ROOT" || fail "no Debian 12 root"
+# not under /tmp: a container booted with --systemd=always gets a tmpfs there
+mkdir -p "$ROOT/var/cache/ota-test/n" "$ROOT/var/cache/ota-test/n1"
+cp "$WORK"/n/*.deb "$ROOT/var/cache/ota-test/n/" && cp "$WORK"/n1/*.deb "$ROOT/var/cache/ota-test/n1/"
+mount -t proc proc "$ROOT/proc"
+chroot "$ROOT" env DEBIAN_FRONTEND=noninteractive sh -c \
+  'apt-get update -qq && apt-get install -y -qq --no-install-recommends systemd systemd-sysv procps /var/cache/ota-test/n/*.deb' \
+  >"$WORK/apt.log" 2>&1 || { tail -30 "$WORK/apt.log" >&2; fail "apt-get install in the root"; }
+umount "$ROOT/proc"
+rm -f "$ROOT/usr/sbin/policy-rc.d"  # booted, services start as on a machine
+
+step "boot it under Podman with systemd as PID 1"
+eval "$("$HERE/../../docker/engine" start "$WORK/engine")"
+tar -C "$ROOT" -c . | podman import - localhost/ota-package-systemd:1 >/dev/null || fail "podman import"
+rm -rf "$ROOT"
+podman run -d --name "$C" --systemd=always --network none localhost/ota-package-systemd:1 /lib/systemd/systemd >/dev/null ||
+  fail "podman run --systemd=always"
+state() { in_c systemctl is-system-running 2>/dev/null || true; }
+wait_for 60 sh -c "[ \"\$(podman exec $C systemctl is-system-running 2>/dev/null)\" = running ] || [ \"\$(podman exec $C systemctl is-system-running 2>/dev/null)\" = degraded ]" ||
+  fail "systemd did not boot: $(state)"
+# enabled by the package, but idle until configured
+[ "$(in_c systemctl is-enabled ota-controller)" = enabled ] || fail "ota-controller.service is not enabled"
+in_c systemctl is-active ota-controller >/dev/null && fail "ota-controller runs without a config"
+
+step "configure as an operator: PKI, release key, controller config; the packaged broker"
+in_c sh -ec '
+  /usr/share/ota-broker-config/make-dev-certs /etc/ota/certs --devices 1 >/dev/null
+  chgrp mosquitto /etc/ota/certs/broker.key && chmod 0640 /etc/ota/certs/broker.key
+  chgrp ota-controller /etc/ota/certs/controller.key && chmod 0640 /etc/ota/certs/controller.key
+  ota-publish keygen --out /etc/ota/trusted-keys/release >/dev/null && rm /etc/ota/trusted-keys/release.key
+  cp /usr/share/doc/ota-controller/examples/controller.json /etc/ota/controller.json
+  systemctl restart mosquitto' || fail "configuring"
+wait_for 20 in_c systemctl is-active mosquitto || fail "mosquitto.service with the OTA config is not active"
+in_c journalctl -u mosquitto --no-pager | grep -q "Opening ipv4 listen socket on port 8883" || fail "the broker is not on the OTA listener"
+
+step "ota-controller reaches READY (systemctl start returns once it is connected and subscribed)"
+timeout 60 podman exec "$C" systemctl start ota-controller || fail "systemctl start ota-controller"
+[ "$(in_c systemctl is-active ota-controller)" = active ] || fail "ota-controller is not active"
+status=$(in_c systemctl show -p StatusText --value ota-controller)
+[[ "$status" == *connected* ]] || fail "STATUS is not a connected summary: $status"
+[ "$(in_c systemctl show -p User --value ota-controller)" = ota-controller ] || fail "not run as ota-controller"
+
+step "the watchdog: SIGSTOP the controller, systemd kills and restarts it"
+in_c mkdir -p /etc/systemd/system/ota-controller.service.d
+in_c sh -c 'printf "[Service]\nWatchdogSec=3\nRestartSec=1\n" > /etc/systemd/system/ota-controller.service.d/test-watchdog.conf'
+in_c systemctl daemon-reload
+timeout 60 podman exec "$C" systemctl restart ota-controller || fail "restart with WatchdogSec=3"
+pid=$(in_c systemctl show -p MainPID --value ota-controller)
+[ "$pid" -gt 0 ] || fail "no main pid"
+in_c kill -STOP "$pid"
+wait_for 30 sh -c "p=\$(podman exec $C systemctl show -p MainPID --value ota-controller); [ \"\$p\" != $pid ] && [ \"\$p\" != 0 ] && [ \"\$(podman exec $C systemctl is-active ota-controller)\" = active ]" ||
+  fail "not restarted after the watchdog timeout (pid $pid)"
+in_c journalctl -u ota-controller --no-pager | grep -q "Watchdog timeout" || fail "the journal shows no watchdog timeout"
+in_c rm /etc/systemd/system/ota-controller.service.d/test-watchdog.conf
+in_c systemctl daemon-reload
+
+step "upgrade to $V.1 while it runs: restarted once, config and state kept"
+timeout 60 podman exec "$C" systemctl restart ota-controller || fail "restart"
+before=$(in_c systemctl show -p InvocationID --value ota-controller)
+starts_before=$(in_c journalctl -u ota-controller --no-pager -o cat | grep -c "controller running" || true)
+timeout 180 podman exec "$C" env DEBIAN_FRONTEND=noninteractive sh -c 'dpkg -i /var/cache/ota-test/n1/*.deb' >"$WORK/upgrade.log" 2>&1 ||
+  { tail -30 "$WORK/upgrade.log" >&2; fail "dpkg -i of $V.1"; }
+wait_for 30 sh -c "[ \"\$(podman exec $C systemctl is-active ota-controller)\" = active ]" || fail "not active after the upgrade"
+after=$(in_c systemctl show -p InvocationID --value ota-controller)
+[ "$after" != "$before" ] || fail "the upgrade did not restart the controller"
+starts_after=$(in_c journalctl -u ota-controller --no-pager -o cat | grep -c "controller running" || true)
+[ $((starts_after - starts_before)) -le 1 ] || fail "the upgrade started the controller $((starts_after - starts_before)) times"
+[ "$(in_c dpkg-query -W -f='${Version}' ota-controller)" = "$V.1" ] || fail "not upgraded"
+in_c test -f /var/lib/ota-controller/controller.db || fail "the database is gone after the upgrade"
+in_c test -f /etc/ota/controller.json || fail "the config is gone after the upgrade"
+step "all checks passed"
