@@ -7,15 +7,19 @@ CACHE="${OTA_DEBIAN_ROOT_CACHE:-/var/cache/ota-tests}"
 MIRROR="${OTA_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 debian_root() {
   local dir=$1 tarball="$CACHE/bookworm-minbase.tar.gz"
-  if [ ! -s "$tarball" ]; then
-    echo "== debootstrap --variant=minbase bookworm (cached in $tarball)"
-    mkdir -p "$CACHE"
-    rm -rf "$dir.bootstrap"
-    debootstrap --variant=minbase bookworm "$dir.bootstrap" "$MIRROR" >"$dir.debootstrap.log" 2>&1 ||
-      { tail -20 "$dir.debootstrap.log" >&2; echo "debootstrap from $MIRROR failed" >&2; return 1; }
-    tar -C "$dir.bootstrap" -czf "$tarball.$$" . && mv "$tarball.$$" "$tarball"  # whole or absent
-    rm -rf "$dir.bootstrap"
-  fi
+  mkdir -p "$CACHE"
+  # one debootstrap for tests that start together: the first takes the lock and makes it
+  (
+    flock 9
+    if [ ! -s "$tarball" ]; then
+      echo "== debootstrap --variant=minbase bookworm (cached in $tarball)"
+      rm -rf "$dir.bootstrap"
+      debootstrap --variant=minbase bookworm "$dir.bootstrap" "$MIRROR" >"$dir.debootstrap.log" 2>&1 ||
+        { tail -20 "$dir.debootstrap.log" >&2; echo "debootstrap from $MIRROR failed" >&2; exit 1; }
+      tar -C "$dir.bootstrap" -czf "$tarball.$$" . && mv "$tarball.$$" "$tarball"  # whole or absent
+      rm -rf "$dir.bootstrap"
+    fi
+  ) 9>"$CACHE/.lock" || return 1
   mkdir -p "$dir"
   tar -C "$dir" -xzf "$tarball"
   cp /etc/resolv.conf "$dir/etc/resolv.conf"
