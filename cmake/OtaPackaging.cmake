@@ -145,4 +145,8 @@ that makes a development PKI. A drop-in makes Debian's mosquitto.service run it.
         "    rmdir /var/lib/ota 2>/dev/null || true"
   CONFFILES /etc/ota/mosquitto.conf /etc/ota/acl)
 
+# cpack packages what the build made: its install step must not build (`preinstall` would
+# otherwise depend on `all`, and two cpack runs on one tree, as the package tests do, would run
+# make in it at once). scripts/package builds the packaged programs first.
+set(CMAKE_SKIP_INSTALL_ALL_DEPENDENCY ON)
 include(CPack)
