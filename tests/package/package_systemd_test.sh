@@ -8,7 +8,10 @@
 # controller config; Debian's mosquitto.service runs the OTA config (the drop-in of
 # ota-broker-config); ota-controller reaches READY (Type=notify: `systemctl start` returns only
 # then) with a STATUS line; stopped with SIGSTOP, the watchdog kills it and systemd starts it
-# again; an upgrade to the next version restarts the running service exactly once.
+# again; an upgrade to the next version restarts the running service exactly once. Then an agent
+# in a second booted container (sharing the first's network namespace, so its 127.0.0.1 is the
+# broker's) takes a release published with ota-publish and served by nginx: the rollout completes
+# through the packaged services, with the agent's sandbox opened for its target by a drop-in.
 # Needs root, Podman (runc) and Debian's mirror the first time (the cached root).
 set -euo pipefail
 BUILD="$(cd "$1" && pwd)"
@@ -51,7 +54,7 @@ mkdir -p "$ROOT/var/cache/ota-test/n" "$ROOT/var/cache/ota-test/n1"
 cp "$WORK"/n/*.deb "$ROOT/var/cache/ota-test/n/" && cp "$WORK"/n1/*.deb "$ROOT/var/cache/ota-test/n1/"
 mount -t proc proc "$ROOT/proc"
 chroot "$ROOT" env DEBIAN_FRONTEND=noninteractive sh -c \
-  'apt-get update -qq && apt-get install -y -qq --no-install-recommends systemd systemd-sysv procps /var/cache/ota-test/n/*.deb' \
+  'apt-get update -qq && apt-get install -y -qq --no-install-recommends systemd systemd-sysv procps nginx-light /var/cache/ota-test/n/*.deb' \
   >"$WORK/apt.log" 2>&1 || { tail -30 "$WORK/apt.log" >&2; fail "apt-get install in the root"; }
 umount "$ROOT/proc"
 rm -f "$ROOT/usr/sbin/policy-rc.d"  # booted, services start as on a machine
@@ -74,7 +77,7 @@ in_c sh -ec '
   /usr/share/ota-broker-config/make-dev-certs /etc/ota/certs --devices 1 >/dev/null
   chgrp mosquitto /etc/ota/certs/broker.key && chmod 0640 /etc/ota/certs/broker.key
   chgrp ota-controller /etc/ota/certs/controller.key && chmod 0640 /etc/ota/certs/controller.key
-  ota-publish keygen --out /etc/ota/trusted-keys/release >/dev/null && rm /etc/ota/trusted-keys/release.key
+  ota-publish keygen --out /etc/ota/release >/dev/null && cp /etc/ota/release.pub /etc/ota/trusted-keys/
   cp /usr/share/doc/ota-controller/examples/controller.json /etc/ota/controller.json
   systemctl restart mosquitto' || fail "configuring"
 wait_for 20 in_c systemctl is-active mosquitto || fail "mosquitto.service with the OTA config is not active"
@@ -115,4 +118,65 @@ starts_after=$(in_c journalctl -u ota-controller --no-pager -o cat | grep -c "co
 [ "$(in_c dpkg-query -W -f='${Version}' ota-controller)" = "$V.1" ] || fail "not upgraded"
 in_c test -f /var/lib/ota-controller/controller.db || fail "the database is gone after the upgrade"
 in_c test -f /etc/ota/controller.json || fail "the config is gone after the upgrade"
+
+step "an agent in a second container (sharing the first's network namespace) gets a release through them"
+A="$C-agent"
+podman run -d --name "$A" --systemd=always --network "container:$C" localhost/ota-package-systemd:1 /lib/systemd/systemd >/dev/null ||
+  fail "podman run of the agent's container"
+wait_for 60 sh -c "s=\$(podman exec $A systemctl is-system-running 2>/dev/null); [ \"\$s\" = running ] || [ \"\$s\" = degraded ]" ||
+  fail "systemd did not boot in the agent's container"
+in_a() { podman exec "$A" "$@"; }
+# the artifact server (nginx, HTTPS with the dev PKI) and a one-wave fleet on the controller
+in_c sh -ec '
+  mkdir -p /srv/artifacts
+  printf "server {\n listen 127.0.0.1:8443 ssl;\n ssl_certificate /etc/ota/certs/artifacts.pem;\n ssl_certificate_key /etc/ota/certs/artifacts.key;\n root /srv/artifacts;\n}\n" > /etc/nginx/sites-enabled/ota-artifacts
+  systemctl restart nginx
+  cat > /etc/ota/controller.json <<JSON
+{"mqtt": {"broker": "mqtts://127.0.0.1:8883", "cafile": "/etc/ota/certs/ca.pem",
+          "cert": "/etc/ota/certs/controller.pem", "key": "/etc/ota/certs/controller.key"},
+ "trusted_keys": "/etc/ota/trusted-keys", "database": "/var/lib/ota-controller/controller.db",
+ "fleets": [{"name": "plant", "channel": "stable", "waves": [{"name": "all", "percent": 100}]}]}
+JSON' || fail "artifact server and controller config"
+timeout 60 podman exec "$C" systemctl restart ota-controller || fail "restart with the one-wave fleet"
+# the device: its certificate, the release key, a config and, as docs/systemd.md says, a drop-in
+# that lets the sandboxed agent write its install target
+for f in certs/ca.pem certs/device-001.pem certs/device-001.key release.pub; do
+  podman cp "$C:/etc/ota/$f" "$WORK/$(basename "$f")" && podman cp "$WORK/$(basename "$f")" "$A:/etc/ota/$f" || fail "copying $f"
+done
+in_a sh -ec '
+  mv /etc/ota/release.pub /etc/ota/trusted-keys/ && chmod 0600 /etc/ota/certs/device-001.key
+  mkdir -p /var/lib/models && echo old > /var/lib/models/model-2026-01-01.bin
+  cat > /etc/ota/agent.json <<JSON
+{"device_id": "device-001", "platform": "linux/amd64",
+ "mqtt": {"broker": "mqtts://127.0.0.1:8883", "cafile": "/etc/ota/certs/ca.pem",
+          "cert": "/etc/ota/certs/device-001.pem", "key": "/etc/ota/certs/device-001.key"},
+ "trusted_keys": "/etc/ota/trusted-keys/", "state_dir": "/var/lib/ota-agent",
+ "download": {"cafile": "/etc/ota/certs/ca.pem"},
+ "components": {"model": {"version_source": {"type": "files", "dir": "/var/lib/models", "pattern": "model-(.*)\\\\.bin"}}}}
+JSON
+  mkdir -p /etc/systemd/system/ota-agent.service.d
+  printf "[Service]\nReadWritePaths=/var/lib/models\n" > /etc/systemd/system/ota-agent.service.d/targets.conf
+  systemctl daemon-reload' || fail "configuring the agent"
+timeout 60 podman exec "$A" systemctl start ota-agent || fail "systemctl start ota-agent"
+[ "$(in_a systemctl is-active ota-agent)" = active ] || fail "ota-agent is not active"
+in_c sh -ec '
+  echo "model 2026-03-10" > /srv/artifacts/model-2026-03-10.bin
+  ota-publish publish --broker mqtts://127.0.0.1:8883 --cafile /etc/ota/certs/ca.pem --cert /etc/ota/certs/ci.pem \
+    --key /etc/ota/certs/ci.key --signing-key /etc/ota/release.key --component model --version 2026-03-10 \
+    --artifact /srv/artifacts/model-2026-03-10.bin --url https://127.0.0.1:8443/model-2026-03-10.bin \
+    --install file --target /var/lib/models' >"$WORK/publish.log" 2>&1 || { cat "$WORK/publish.log" >&2; fail "ota-publish"; }
+ctl() { in_c ota-ctl --broker mqtts://127.0.0.1:8883 --cafile /etc/ota/certs/ca.pem --cert /etc/ota/certs/operator.pem \
+  --key /etc/ota/certs/operator.key "$@"; }
+wait_for 90 sh -c "podman exec $C journalctl -u ota-controller --no-pager | grep -q 'rollout completed'" || {
+  ctl status plant.model.2026-03-10 >&2 || true
+  podman exec "$A" journalctl -u ota-agent --no-pager -n 30 >&2 || true
+  fail "the rollout did not complete"
+}
+in_a test -f /var/lib/models/model-2026-03-10.bin || fail "the release is not installed on the device"
+[ "$(in_a cat /var/lib/models/model-2026-03-10.bin)" = "model 2026-03-10" ] || fail "the installed file is not the artifact"
+out=$(ctl status plant.model.2026-03-10 2>&1) || fail "ota-ctl status: $out"
+[[ "$out" == *completed* ]] || fail "ota-ctl status: $out"
+status=$(in_a systemctl show -p StatusText --value ota-agent)
+[[ "$status" == *model=2026-03-10* ]] || fail "the agent's STATUS does not show the new version: $status"
+podman rm -f "$A" >/dev/null 2>&1 || true
 step "all checks passed"
