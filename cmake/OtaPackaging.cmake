@@ -14,8 +14,8 @@ execute_process(COMMAND git rev-list --count HEAD
 if(NOT _ota_commits)
   set(_ota_commits 0)
 endif()
-set(OTA_PACKAGE_VERSION "${PROJECT_VERSION}+git${_ota_commits}.${OTA_GIT_COMMIT}" CACHE STRING
-  "Version of the Debian packages (default: project version, commit count and hash)")
+# (another version: cpack -D CPACK_PACKAGE_VERSION=..., as scripts/package and the tests do)
+set(OTA_PACKAGE_VERSION "${PROJECT_VERSION}+git${_ota_commits}.${OTA_GIT_COMMIT}")
 
 set(CPACK_GENERATOR DEB)
 set(CPACK_DEB_COMPONENT_INSTALL ON)

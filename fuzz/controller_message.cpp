@@ -4,6 +4,7 @@
 // The input is a script, one message per line: `<kind><device digit> <payload>`
 //   s / S   devices/device-<d>/status/app | status/model
 //   i / o   devices/device-<d>/inventory | online
+//   I       devices/device-<d>/inventory, delivered retained (as after a restart of the controller)
 //   r / R   releases/app/stable | releases/model/stable (envelopes signed with the fuzz test key verify)
 //   c       control/request/op-<d> (the topic's last segment is the actor; <d> may make it invalid)
 //   t       a tick after <payload> seconds (capped at 30 days)
@@ -13,7 +14,9 @@
 // `handler_error`: a handler that did not read its input without throwing); every publish is under
 // the prefix with a JSON payload; a restart rebuilds the same rollouts and members from SQLite
 // (silent members may count as pending or in progress again: silence is judged afresh after a start)
-// and the same effective fleet policies (the policy commands' overrides).
+// and the same effective fleet policies (the policy commands' overrides); every fleet summary
+// published counts each known device once per component (states sum to the total, no total or
+// needs_update above the devices, the devices are the engine's, the fleets' within them).
 #include <unistd.h>
 
 #include <chrono>
@@ -123,14 +126,36 @@ struct Rig {
             OTA_FUZZ_CHECK(o.topic.starts_with("ota/v1/"), "publish outside the prefix: " + o.topic);
             if (o.payload.empty()) continue;  // clearing a retained message
             OTA_FUZZ_CHECK(json::accept(o.payload), "publish of non-JSON on " + o.topic + ": " + o.payload);
+            if (o.topic == "ota/v1/summary") check_summary(json::parse(o.payload));
         }
         const auto& by = engine->counters().by_result;
         if (auto it = by.find("handler_error"); it != by.end())
             OTA_FUZZ_CHECK(it->second == 0, "a handler threw (counted as handler_error)");
     }
-    void message(std::string topic, std::string payload) {
+    void check_summary(const json& doc) {
+        const auto devices = doc.at("devices").get<std::uint64_t>();
+        OTA_FUZZ_CHECK(devices == engine->device_count(), "summary devices differ from the engine's: " + doc.dump());
+        OTA_FUZZ_CHECK(doc.at("needs_update").get<std::uint64_t>() <= devices, "needs_update above devices: " + doc.dump());
+        auto group = [&](const json& g, std::uint64_t limit) {
+            for (const auto& [c, counts] : g.at("components").items()) {
+                std::uint64_t sum = 0;
+                for (const auto& [state, n] : counts.items())
+                    if (state != "total") sum += n.get<std::uint64_t>();
+                OTA_FUZZ_CHECK(sum == counts.at("total").get<std::uint64_t>(), "states do not sum to the total: " + doc.dump());
+                OTA_FUZZ_CHECK(sum <= limit, "a component counted more often than devices: " + doc.dump());
+            }
+        };
+        group(doc, devices);
+        std::uint64_t in_fleets = 0;
+        for (const auto& [f, g] : doc.at("fleets").items()) {
+            group(g, g.at("devices").get<std::uint64_t>());
+            in_fleets += g.at("devices").get<std::uint64_t>();
+        }
+        OTA_FUZZ_CHECK(in_fleets <= devices, "fleets hold more devices than the summary: " + doc.dump());
+    }
+    void message(std::string topic, std::string payload, bool retained = false) {
         Store::Batch batch(*store);
-        engine->on_message({.topic = std::move(topic), .payload = std::move(payload), .qos = 1, .retained = false}, now);
+        engine->on_message({.topic = std::move(topic), .payload = std::move(payload), .qos = 1, .retained = retained}, now);
         engine->flush(now);
         if (auto c = batch.commit(); !c) ota::fuzz::violated("commit", c.error().describe());
         check_outgoing();
@@ -194,6 +219,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             case 's': rig.message(dev + "/status/app", payload); break;
             case 'S': rig.message(dev + "/status/model", payload); break;
             case 'i': rig.message(dev + "/inventory", payload); break;
+            case 'I': rig.message(dev + "/inventory", payload, true); break;
             case 'o': rig.message(dev + "/online", payload); break;
             case 'r': rig.message("ota/v1/releases/app/stable", payload); break;
             case 'R': rig.message("ota/v1/releases/model/stable", payload); break;

@@ -15,9 +15,7 @@ ojson Counts::to_json() const {
 }
 
 Engine::Engine(const ControllerConfig& config, Store& store, crypto::TrustStore trusted)
-    : cfg_(config), store_(store), trusted_(std::move(trusted)), topics_(config.topic_prefix) {
-    for (const auto& f : cfg_.fleets) fleet_channels_[f.name] = f.channel;
-}
+    : cfg_(config), store_(store), trusted_(std::move(trusted)), topics_(config.topic_prefix) {}
 
 void Engine::count(const std::string& result, std::uint64_t n) { counters_.by_result[result] += n; }
 
@@ -478,7 +476,11 @@ void Engine::tick(TimePoint now) {
     publish_summary(now);
 }
 
-ojson Engine::summary(TimePoint now) const { return summary_.document(devices_, fleet_channels_, to_ts(now)); }
+ojson Engine::summary(TimePoint now) const {
+    std::map<std::string, std::string> channels;  // fleet -> the channel it follows
+    for (const auto& f : cfg_.fleets) channels[f.name] = f.channel;
+    return summary_.document(devices_, channels, to_ts(now));
+}
 
 void Engine::publish_summary(TimePoint now) {
     // Not while disconnected: the retained flood after a reconnect would be counted half-way.

@@ -192,8 +192,7 @@ private:
     std::map<std::string, FleetOverrides> overrides_;  // fleet -> operators' overrides (SQLite)
     std::set<std::string> touched_;  // rollouts with new status since the last flush
     IngestCounters counters_;
-    Summary summary_;                                 // the fleet counts (summary.hpp)
-    std::map<std::string, std::string> fleet_channels_;  // fleet -> its channel (config)
+    Summary summary_;  // the fleet counts (summary.hpp)
     TimePoint last_summary_{};
     log::Limiter limiter_;
     bool connected_{true};        // the service says otherwise until it has subscribed

@@ -14,6 +14,8 @@ enum class RolloutState { active, paused, halted, completed, aborted, superseded
 enum class WaveState { pending, waiting_approval, waiting_window, open, soaking, done, halted, paused, aborted, superseded };
 // pending: nothing reported yet; done: already at (or past) the target version.
 enum class MemberState { pending, in_progress, succeeded, done, failed };
+// A device's component as the fleet summary counts it (summary.hpp; the web console's states).
+enum class DeviceState { up_to_date, outdated, updating, failed, offline, unknown };
 
 namespace detail {
 template <class E, std::size_t N>
@@ -39,11 +41,15 @@ inline constexpr std::array<std::pair<WaveState, std::string_view>, 10> wave_nam
 inline constexpr std::array<std::pair<MemberState, std::string_view>, 5> member_names{{
     {MemberState::pending, "pending"}, {MemberState::in_progress, "in_progress"}, {MemberState::succeeded, "succeeded"},
     {MemberState::done, "done"}, {MemberState::failed, "failed"}}};
+inline constexpr std::array<std::pair<DeviceState, std::string_view>, 6> device_names{{
+    {DeviceState::up_to_date, "up_to_date"}, {DeviceState::outdated, "outdated"}, {DeviceState::updating, "updating"},
+    {DeviceState::failed, "failed"}, {DeviceState::offline, "offline"}, {DeviceState::unknown, "unknown"}}};
 }  // namespace detail
 
 [[nodiscard]] constexpr std::string_view to_string(RolloutState s) { return detail::name_of(detail::rollout_names, s); }
 [[nodiscard]] constexpr std::string_view to_string(WaveState s) { return detail::name_of(detail::wave_names, s); }
 [[nodiscard]] constexpr std::string_view to_string(MemberState s) { return detail::name_of(detail::member_names, s); }
+[[nodiscard]] constexpr std::string_view to_string(DeviceState s) { return detail::name_of(detail::device_names, s); }
 [[nodiscard]] constexpr std::optional<RolloutState> parse_rollout_state(std::string_view s) {
     return detail::parse_name(detail::rollout_names, s);
 }

@@ -4,18 +4,6 @@
 
 namespace ota::controller {
 
-std::string_view to_string(DeviceState s) noexcept {
-    switch (s) {
-        case DeviceState::up_to_date: return "up_to_date";
-        case DeviceState::outdated: return "outdated";
-        case DeviceState::updating: return "updating";
-        case DeviceState::failed: return "failed";
-        case DeviceState::offline: return "offline";
-        case DeviceState::unknown: return "unknown";
-    }
-    return "unknown";
-}
-
 StageClass classify_stage(std::string_view stage) noexcept {
     for (const auto* s : {"downloading", "verifying", "installing", "health_checking"})
         if (stage == s) return StageClass::in_progress;

@@ -28,15 +28,17 @@
 #include "ota/time.hpp"
 #include "ota/version.hpp"
 #include "policy.hpp"
+#include "states.hpp"
 #include "store.hpp"
 
 namespace ota::controller {
 
-enum class DeviceState : std::uint8_t { up_to_date, outdated, updating, failed, offline, unknown };
-inline constexpr std::array<DeviceState, 6> device_states{DeviceState::up_to_date, DeviceState::outdated,
-                                                         DeviceState::updating,   DeviceState::failed,
-                                                         DeviceState::offline,    DeviceState::unknown};
-[[nodiscard]] std::string_view to_string(DeviceState s) noexcept;
+// Every DeviceState (states.hpp), in the order of the document's counts.
+inline constexpr auto device_states = [] {
+    std::array<DeviceState, detail::device_names.size()> out{};
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = detail::device_names[i].first;
+    return out;
+}();
 
 // What a reported stage says about the device's component (the console's STAGES_* lists).
 enum class StageClass : std::uint8_t { other, in_progress, failed };

@@ -25,3 +25,17 @@ debian_root() {
   cp /etc/resolv.conf "$dir/etc/resolv.conf"
   printf '#!/bin/sh\nexit 101\n' >"$dir/usr/sbin/policy-rc.d" && chmod 755 "$dir/usr/sbin/policy-rc.d"
 }
+
+#   packages BUILD WORK   cpack's packages of BUILD (configured with the prefix /usr) in WORK/n,
+#                         and the same one version up (V.1) in WORK/n1, for an upgrade; sets V
+#                         and V1. Returns 1 with the reason on stderr.
+packages() {
+  local build=$1 work=$2
+  grep -q '^CMAKE_INSTALL_PREFIX:PATH=/usr$' "$build/CMakeCache.txt" ||
+    { echo "$build is not configured with CMAKE_INSTALL_PREFIX=/usr (scripts/test and scripts/package do that)" >&2; return 1; }
+  (cd "$build" && cpack -G DEB -B "$work/n" >"$work/cpack-n.log" 2>&1) || { cat "$work/cpack-n.log" >&2; return 1; }
+  V=$(dpkg-deb -f "$work"/n/ota-agent_*.deb Version)
+  V1="$V.1"
+  (cd "$build" && cpack -G DEB -D CPACK_PACKAGE_VERSION="$V1" -B "$work/n1" >"$work/cpack-n1.log" 2>&1) ||
+    { cat "$work/cpack-n1.log" >&2; return 1; }
+}

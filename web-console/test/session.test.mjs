@@ -24,7 +24,7 @@ test('request ids are distinct RFC 4122 version 4 UUIDs (no secure context neede
 
 test('the subscriptions cover every retained topic of the protocol, under the configured prefix', () => {
   const s = subscriptions('acme/ota');
-  for (const t of ['releases/+/+', 'rollouts/+', 'alerts/+', 'devices/+/online', 'devices/+/inventory', 'devices/+/assignment',
+  for (const t of ['summary', 'releases/+/+', 'rollouts/+', 'alerts/+', 'devices/+/online', 'devices/+/inventory', 'devices/+/assignment',
     'devices/+/status/+', 'fleets/+/waves/+/+', 'fleets/+/policy'])
     assert.ok(s.includes(`acme/ota/${t}`), t);
   assert.ok(s.every((x) => x.startsWith('acme/ota/')));
