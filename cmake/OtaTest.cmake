@@ -13,6 +13,8 @@ function(ota_add_test name)
     set(T_TIMEOUT 120)
   endif()
   add_executable(${name} ${T_SOURCES})
+  # tests-<label> builds every binary of a label (tests/CMakeLists.txt)
+  set_property(GLOBAL APPEND PROPERTY OTA_TESTS_${T_LABEL} ${name})
   target_link_libraries(${name} PRIVATE ${T_LIBS} GTest::gtest GTest::gtest_main ota::warnings)
   target_compile_definitions(${name} PRIVATE
     OTA_SOURCE_DIR="${PROJECT_SOURCE_DIR}"

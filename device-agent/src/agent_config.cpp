@@ -11,6 +11,8 @@
 namespace ota::agent {
 namespace {
 
+namespace fs = std::filesystem;
+
 constexpr auto code = ErrorCode::config_invalid;
 
 std::chrono::seconds seconds_or(ObjectReader& r, std::string_view key, std::chrono::seconds fallback) {
@@ -65,7 +67,99 @@ VersionSource read_source(ObjectReader& parent) {
     return s;
 }
 
+// components.<name>.type and .target: what a release of the component may install as, and where.
+void read_install_rule(ObjectReader& r, ComponentSettings& s) {
+    if (auto t = r.opt_str("type")) {
+        if (auto type = parse_install_type(*t)) s.type = *type;
+        else r.fail("type", "\"" + *t + "\" is not file, archive, binary, docker-image or self");
+    }
+    const auto target = r.opt_str("target");
+    if (!target || !r.ok()) return;
+    s.target = *target;
+    const bool takes_target = s.type == InstallType::file || s.type == InstallType::archive || s.type == InstallType::binary;
+    if (!s.type) r.fail("target", "needs the component's type (file, archive or binary) beside it");
+    else if (!takes_target)
+        r.fail("target", std::string("a ") + std::string(to_string(*s.type)) + " component takes no target");
+    else if (!s.target.is_absolute()) r.fail("target", "must be an absolute path, got \"" + *target + "\"");
+    else if (std::any_of(target->begin(), target->end(), [](unsigned char ch) { return ch < 0x20 || ch == 0x7f; }))
+        r.fail("target", "must not contain control characters");
+    else if (std::any_of(s.target.begin(), s.target.end(), [](const fs::path& part) { return part == ".."; }))
+        r.fail("target", "must not contain '..'");
+    else if (s.type == InstallType::binary && !s.target.has_filename())
+        r.fail("target", "a binary's target is the binary's path, got the directory \"" + *target + "\"");
+}
+
+// "/a/b/" -> "/a/b"; "/a/./b" -> "/a/b".
+fs::path normal_dir(const fs::path& p) {
+    auto n = p.lexically_normal();
+    if (!n.has_filename() && n != n.root_path()) n = n.parent_path();
+    return n;
+}
+
+// Whether `inner` is `outer` or below it, component by component.
+bool is_within(const fs::path& inner, const fs::path& outer) {
+    auto [o, i] = std::mismatch(outer.begin(), outer.end(), inner.begin(), inner.end());
+    return o == outer.end();
+}
+
+// A value for a systemd unit setting: double-quoted, with \ and " escaped and % doubled.
+std::string unit_quoted(const std::string& value) {
+    std::string out = "\"";
+    for (char ch : value) {
+        if (ch == '\\' || ch == '"') out += '\\';
+        if (ch == '%') out += '%';
+        out += ch;
+    }
+    return out + "\"";
+}
+
 }  // namespace
+
+std::vector<fs::path> AgentConfig::write_paths() const {
+    std::vector<fs::path> paths{normal_dir(state_dir)};
+    if (!binary_path.empty()) paths.push_back(normal_dir(binary_path.parent_path()));
+    for (const auto& [name, s] : components) {
+        if (s.target.empty()) continue;
+        auto t = install_root.empty() ? s.target : install_root / s.target.relative_path();
+        paths.push_back(normal_dir(s.type == InstallType::binary ? t.parent_path() : t));
+    }
+    // A relative state_dir or binary_path (tests, by hand) names no place a unit could open; one
+    // with control characters cannot be written into a unit file.
+    std::erase_if(paths, [](const fs::path& p) {
+        const auto& s = p.native();
+        return !p.is_absolute() || std::any_of(s.begin(), s.end(), [](unsigned char ch) { return ch < 0x20 || ch == 0x7f; });
+    });
+    std::sort(paths.begin(), paths.end());
+    paths.erase(std::unique(paths.begin(), paths.end()), paths.end());
+    std::vector<fs::path> outer;
+    for (const auto& p : paths)  // sorted: a directory comes before what is inside it
+        if (outer.empty() || !is_within(p, outer.back())) outer.push_back(p);
+    return outer;
+}
+
+std::string sandbox_dropin(const AgentConfig& config, const fs::path& config_path) {
+    std::string from = config_path.string();
+    std::replace_if(from.begin(), from.end(), [](unsigned char ch) { return ch < 0x20 || ch == 0x7f; }, '?');
+    std::string out = "# Generated from " + from +
+                      " by ota-agent-generator (docs/systemd.md, \"Install targets\"):\n"
+                      "# the directories the agent's config says it writes. Do not edit; change the config, then\n"
+                      "# systemctl daemon-reload && systemctl restart ota-agent\n[Service]\n";
+    for (const auto& p : config.write_paths()) out += "ReadWritePaths=" + unit_quoted("-" + p.string()) + "\n";
+    return out;
+}
+
+Expected<void> check_install_allowed(const ComponentSettings& settings, const Manifest& m) {
+    const auto& name = settings.install.name;
+    if (settings.type && *settings.type != m.install.type)
+        return fail(ErrorCode::target_not_allowed, "the release installs " + name + " as " +
+                                                       std::string(to_string(m.install.type)) + "; this device allows only " +
+                                                       std::string(to_string(*settings.type)) + " (components." + name + ".type)");
+    if (!settings.target.empty() && normal_dir(m.install.target) != normal_dir(settings.target))
+        return fail(ErrorCode::target_not_allowed, "the release installs " + name + " to " + m.install.target +
+                                                       "; this device allows only " + settings.target.string() +
+                                                       " (components." + name + ".target)");
+    return {};
+}
 
 std::string detect_platform() {
     struct utsname u {};
@@ -145,6 +239,7 @@ Expected<AgentConfig> parse_agent_config(const nlohmann::json& json) {
             if (auto k = cr.opt_u64("keep_previous")) s.install.keep_previous = static_cast<int>(*k);
             s.install.command_timeout = seconds_or(cr, "command_timeout_s", std::chrono::duration_cast<std::chrono::seconds>(
                                                                                 s.install.command_timeout));
+            read_install_rule(cr, s);
             s.source = read_source(cr);
             s.health = read_health(cr);
             cr.reject_unknown();
@@ -191,6 +286,8 @@ nlohmann::ordered_json AgentConfig::to_json() const {
     auto& comps = j["components"] = nlohmann::ordered_json::object();
     for (const auto& [name, s] : components) {
         nlohmann::ordered_json c;
+        if (s.type) c["type"] = std::string(to_string(*s.type));
+        if (!s.target.empty()) c["target"] = s.target.string();
         if (!s.install.compose_file.empty()) c["compose_file"] = s.install.compose_file.string();
         c["compose_command"] = s.install.compose_command;
         c["docker_command"] = s.install.docker_command;

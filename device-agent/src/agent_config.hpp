@@ -13,6 +13,7 @@
 
 #include "install/health.hpp"
 #include "install/installer.hpp"
+#include "ota/manifest.hpp"
 #include "ota/error.hpp"
 #include "ota/window.hpp"
 
@@ -34,6 +35,11 @@ using UpdateWindow = TimeWindow;
 
 struct ComponentSettings {
     ComponentConfig install;
+    // What the device's owner allows a release of this component to be (docs/agent.md, "Install
+    // targets"): when set, a release of another install type or for another target is rejected
+    // (target_not_allowed), and the target is what the agent's sandbox opens for writing.
+    std::optional<InstallType> type;
+    std::filesystem::path target;  // file, archive: a directory; binary: the binary's path
     VersionSource source;
     std::optional<HealthCheck> health;
 };
@@ -86,7 +92,23 @@ struct AgentConfig {
     std::string log_level{"info"};
 
     [[nodiscard]] nlohmann::ordered_json to_json() const;
+
+    // The directories the agent writes, derived from this config: its state directory, the
+    // directory of its own binary when binary_path is set, and each component's configured target
+    // (under install_root): file and archive targets themselves, a binary's directory. Absolute
+    // paths only (a relative state_dir opens nothing), sorted, without duplicates or paths inside
+    // another one.
+    [[nodiscard]] std::vector<std::filesystem::path> write_paths() const;
 };
+
+// A systemd drop-in (for ota-agent.service) that makes write_paths() writable in the sandbox:
+// `ReadWritePaths=-<path>` lines, quoted and with `%` escaped; `-`: a target that does not exist
+// yet does not keep the agent from starting. Written by the generator at boot and daemon-reload
+// (packaging/ota-agent-generator, docs/systemd.md "Install targets").
+[[nodiscard]] std::string sandbox_dropin(const AgentConfig& config, const std::filesystem::path& config_path);
+
+// Whether this device's config allows the release's install type and target for the component.
+[[nodiscard]] Expected<void> check_install_allowed(const ComponentSettings& settings, const Manifest& manifest);
 
 // config_invalid errors name the field path ("agent.components.model.health.timeout_ms: ...").
 [[nodiscard]] Expected<AgentConfig> parse_agent_config(const nlohmann::json& json);

@@ -150,7 +150,7 @@ struct Agent::Impl {
     void keep_for_operator_rollback(const std::string& component, const json& j);
     void finish_rollback(const std::string& component, const Manifest& m0, const std::string& rollout, const json& j);
     fs::path guard_file() const;
-    Expected<void> write_self_update_guard(const std::string& bin);
+    Expected<void> write_self_update_guard(const std::string& bin, bool had_previous);
     void clear_self_update_guard();
     void cleanup_staging(const std::string& component);
 };

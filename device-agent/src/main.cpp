@@ -1,8 +1,12 @@
 // ota-agent: the device agent (docs/agent.md).
-//   ota-agent --config /etc/ota/agent.json [--once] [--no-auto-update] [--force-update] [--print-config | --check-config]
+//   ota-agent --config /etc/ota/agent.json [--once] [--no-auto-update] [--force-update]
+//             [--print-config | --check-config | --sandbox-dropin]
 // Exit status: 0 stopped cleanly, 1 fatal error (one line on stderr), 2 usage or config error,
 // 3 restart requested after a self-update (the supervisor starts the new binary).
+#include <unistd.h>
+
 #include <atomic>
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -22,7 +26,7 @@ void on_signal(int) { ota::agent::g_stop = true; }
 int main(int argc, char** argv) {
     CLI::App app{"ota-agent: the OTA device agent"};
     std::string config_path = "/etc/ota/agent.json";
-    bool once = false, no_auto = false, force = false, print_config = false, check_config = false;
+    bool once = false, no_auto = false, force = false, print_config = false, check_config = false, dropin = false;
     int once_wait = 10;
     app.set_version_flag("--version", std::string("ota-agent ") + ota::build::version + " (commit " +
                                           ota::build::git_commit + ", built " + ota::build::date + ")");
@@ -36,6 +40,8 @@ int main(int argc, char** argv) {
     app.add_flag("--print-config", print_config, "Print the effective config and exit");
     app.add_flag("--check-config", check_config,
                  "Check the config (and that its trusted keys load) without starting; exit 0 or 2 (the unit's ExecStartPre=)");
+    app.add_flag("--sandbox-dropin", dropin,
+                 "Print the systemd drop-in that makes the config's install targets writable, and exit (the generator's)");
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -58,6 +64,10 @@ int main(int argc, char** argv) {
         std::printf("%s\n", config->to_json().dump(2).c_str());
         return 0;
     }
+    if (dropin) {
+        std::fputs(ota::agent::sandbox_dropin(*config, config_path).c_str(), stdout);
+        return 0;
+    }
     auto format = ota::log::parse_format(config->log_format);
     auto level = ota::log::parse_level(config->log_level);
     if (!format || !level) {
@@ -70,6 +80,15 @@ int main(int argc, char** argv) {
             std::fprintf(stderr, "ota-agent: %s: trusted_keys %s: %s\n", config_path.c_str(), config->trusted_keys.c_str(),
                          t.error().describe().c_str());
             return 2;
+        }
+        // Under systemd this runs in the agent's sandbox: a target the config names but the sandbox
+        // keeps read-only means the drop-in is older than the config (docs/systemd.md).
+        for (const auto& dir : config->write_paths()) {
+            if (::access(dir.c_str(), W_OK) == 0 || errno != EROFS) continue;
+            std::fprintf(stderr,
+                         "ota-agent: %s: warning: %s is read-only here; under systemd run `systemctl daemon-reload` "
+                         "after changing install targets (docs/systemd.md, \"Install targets\")\n",
+                         config_path.c_str(), dir.c_str());
         }
         std::printf("ota-agent: %s: config OK (device %s, %zu components, broker %s)\n", config_path.c_str(),
                     config->device_id.c_str(), config->components.size(), config->broker.c_str());

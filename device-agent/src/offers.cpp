@@ -97,6 +97,8 @@ void Agent::Impl::evaluate(const std::string& component, const std::string& payl
         return reject(component, m.version, rollout, payload,
                       {ErrorCode::platform_incompatible,
                        "this device is " + cfg.platform + "; the release is for " + dump_safe(json(m.compatibility.platforms))});
+    if (auto allowed = check_install_allowed(settings->second, m); !allowed)
+        return reject(component, m.version, rollout, payload, allowed.error());
     if (!m.compatibility.min_agent_version.empty()) {
         auto need = Version::parse(m.compatibility.min_agent_version, VersionScheme::semver);
         auto have = Version::parse(build::version, VersionScheme::semver);

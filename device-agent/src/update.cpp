@@ -218,7 +218,8 @@ bool Agent::Impl::step_once(const std::string& component, const Manifest& m0, co
             // The guard first: once the new agent binary is in place, only the launcher can bring
             // the old one back if the new one cannot start.
             if (m.install.type == InstallType::self)
-                if (auto g = write_self_update_guard(m.install.target); !g) return fail_step(g.error());
+                if (auto g = write_self_update_guard(m.install.target, !record_of(j).value("previous", json()).is_null()); !g)
+                    return fail_step(g.error());
             if (auto a = make_installer(m.install.type)->activate(request, record_of(j)); !a) return fail_step(a.error());
             next();
             if (m.install.type == InstallType::self) {
@@ -349,14 +350,17 @@ void Agent::Impl::finish_rollback(const std::string& component, const Manifest& 
 // launcher appends a line to self-update.starts at each start while the guard exists.
 fs::path Agent::Impl::guard_file() const { return cfg.state_dir / "self-update.env"; }
 
-Expected<void> Agent::Impl::write_self_update_guard(const std::string& bin) {
+// PREVIOUS=0: there was no binary at BIN before (the packaged agent runs a self-updated binary
+// from its state directory, see ota-agent-launch --self-bin): restoring means removing BIN.
+Expected<void> Agent::Impl::write_self_update_guard(const std::string& bin, bool had_previous) {
     const auto deadline = std::chrono::duration_cast<std::chrono::seconds>(
                               (std::chrono::system_clock::now() + cfg.self_update_deadline).time_since_epoch())
                               .count();
     std::error_code ec;
     fs::remove(cfg.state_dir / "self-update.starts", ec);
     return write_file_atomic(guard_file(), "BIN=" + bin + "\nDEADLINE=" + std::to_string(deadline) +
-                                               "\nMAX_STARTS=" + std::to_string(cfg.self_update_max_starts) + "\n");
+                                               "\nMAX_STARTS=" + std::to_string(cfg.self_update_max_starts) +
+                                               "\nPREVIOUS=" + (had_previous ? "1" : "0") + "\n");
 }
 
 void Agent::Impl::clear_self_update_guard() {

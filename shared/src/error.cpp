@@ -28,6 +28,7 @@ std::string_view to_string(ErrorCode code) noexcept {
         case ErrorCode::install_failed: return "install_failed";
         case ErrorCode::health_check_failed: return "health_check_failed";
         case ErrorCode::platform_incompatible: return "platform_incompatible";
+        case ErrorCode::target_not_allowed: return "target_not_allowed";
         case ErrorCode::agent_too_old: return "agent_too_old";
         case ErrorCode::version_not_newer: return "version_not_newer";
         case ErrorCode::crash_loop: return "crash_loop";

@@ -30,6 +30,14 @@ TEST(AgentConfig, ErrorsNameTheFieldPath) {
         {{{"components", {{"m", {{"version_source", {{"type", "rpm"}}}}}}}}, "agent.components.m.version_source.type: \"rpm\" is not"},
         {{{"update_window", {{"start", "25:00"}, {"end", "03:00"}}}}, "agent.update_window.start: expected HH:MM"},
         {{{"update_window", {{"days", {"monday"}}, {"start", "01:00"}, {"end", "03:00"}}}}, "agent.update_window.days: \"monday\""},
+        {{{"components", {{"m", {{"type", "rpm"}}}}}}, "agent.components.m.type: \"rpm\" is not file"},
+        {{{"components", {{"m", {{"target", "/var/lib/models"}}}}}}, "agent.components.m.target: needs the component's type"},
+        {{{"components", {{"m", {{"type", "file"}, {"target", "models"}}}}}}, "agent.components.m.target: must be an absolute path"},
+        {{{"components", {{"m", {{"type", "file"}, {"target", "/var/lib/../etc"}}}}}}, "agent.components.m.target: must not contain '..'"},
+        {{{"components", {{"m", {{"type", "file"}, {"target", "/var/lib/a\nb"}}}}}}, "agent.components.m.target: must not contain control"},
+        {{{"components", {{"m", {{"type", "docker-image"}, {"target", "/srv"}}}}}}, "agent.components.m.target: a docker-image component takes no target"},
+        {{{"components", {{"m", {{"type", "self"}, {"target", "/usr/bin/ota-agent"}}}}}}, "agent.components.m.target: a self component takes no target"},
+        {{{"components", {{"m", {{"type", "binary"}, {"target", "/usr/local/bin/"}}}}}}, "agent.components.m.target: a binary's target is the binary's path"},
     };
     for (const auto& c : cases) {
         auto j = base();
@@ -55,6 +63,74 @@ TEST(AgentConfig, ComponentInstallSettings) {
     EXPECT_EQ(app.decrypt_keys_dir, "/etc/ota/decrypt-keys");
     EXPECT_EQ(app.command_timeout, std::chrono::seconds(90));
     EXPECT_EQ(r->components.at("model").install.command_timeout, std::chrono::minutes(10)) << "the default";
+}
+
+// The directories the sandbox opens come from the config: state, own binary, each target (a
+// binary's directory), under install_root, without duplicates or nested ones.
+TEST(AgentConfig, WritePathsAreDerivedFromTheConfiguredTargets) {
+    auto j = base();
+    j["state_dir"] = "/var/lib/ota-agent";
+    j["components"] = {{"model", {{"type", "file"}, {"target", "/var/lib/models/"}}},
+                       {"inner", {{"type", "archive"}, {"target", "/var/lib/models/app"}}},
+                       {"tool", {{"type", "binary"}, {"target", "/usr/local/bin/tool"}}},
+                       {"free", json::object()},
+                       {"app", {{"type", "docker-image"}}}};
+    auto r = parse_agent_config(j);
+    ASSERT_TRUE(r) << r.error().describe();
+    using P = std::vector<std::filesystem::path>;
+    EXPECT_EQ(r->write_paths(), (P{"/usr/local/bin", "/var/lib/models", "/var/lib/ota-agent"}));
+
+    j["install_root"] = "/srv/dev1";
+    j["binary_path"] = "/opt/agent/bin/ota-agent";
+    r = parse_agent_config(j);
+    ASSERT_TRUE(r) << r.error().describe();
+    EXPECT_EQ(r->write_paths(), (P{"/opt/agent/bin", "/srv/dev1/usr/local/bin", "/srv/dev1/var/lib/models", "/var/lib/ota-agent"}));
+    EXPECT_EQ(r->to_json()["components"]["tool"]["type"], "binary") << "printed back by --print-config";
+    EXPECT_EQ(r->to_json()["components"]["tool"]["target"], "/usr/local/bin/tool");
+}
+
+// The generator's drop-in: one optional (-) ReadWritePaths= per directory, quoted, % escaped.
+TEST(AgentConfig, SandboxDropinQuotesEachPath) {
+    auto j = base();
+    j["components"] = {{"model", {{"type", "file"}, {"target", "/srv/my models/100%"}}}};
+    auto r = parse_agent_config(j);
+    ASSERT_TRUE(r) << r.error().describe();
+    const auto dropin = ota::agent::sandbox_dropin(*r, "/etc/ota/agent.json");
+    EXPECT_NE(dropin.find("\n[Service]\n"), std::string::npos) << dropin;
+    EXPECT_NE(dropin.find("\nReadWritePaths=\"-/srv/my models/100%%\"\n"), std::string::npos) << dropin;
+    EXPECT_NE(dropin.find("\nReadWritePaths=\"-/var/lib/ota-agent\"\n"), std::string::npos) << dropin;
+    EXPECT_NE(dropin.find("Generated from /etc/ota/agent.json"), std::string::npos) << dropin;
+}
+
+// A release may install only as the type and to the target the config pins (when it pins them).
+TEST(AgentConfig, ReleasesAreCheckedAgainstThePinnedTypeAndTarget) {
+    auto j = base();
+    j["components"] = {{"model", {{"type", "file"}, {"target", "/var/lib/models"}}},
+                       {"tool", {{"type", "binary"}}},
+                       {"free", json::object()}};
+    auto r = parse_agent_config(j);
+    ASSERT_TRUE(r) << r.error().describe();
+    auto manifest = [](ota::InstallType type, std::string target) {
+        ota::Manifest m;
+        m.install.type = type;
+        m.install.target = std::move(target);
+        return m;
+    };
+    const auto& model = r->components.at("model");
+    EXPECT_TRUE(check_install_allowed(model, manifest(ota::InstallType::file, "/var/lib/models")));
+    EXPECT_TRUE(check_install_allowed(model, manifest(ota::InstallType::file, "/var/lib/models/"))) << "the same directory";
+    auto other = check_install_allowed(model, manifest(ota::InstallType::file, "/etc/cron.d"));
+    ASSERT_FALSE(other);
+    EXPECT_EQ(other.error().code, ota::ErrorCode::target_not_allowed);
+    EXPECT_EQ(other.error().message,
+              "the release installs model to /etc/cron.d; this device allows only /var/lib/models (components.model.target)");
+    auto as_binary = check_install_allowed(model, manifest(ota::InstallType::binary, "/var/lib/models/x"));
+    ASSERT_FALSE(as_binary);
+    EXPECT_EQ(as_binary.error().message,
+              "the release installs model as binary; this device allows only file (components.model.type)");
+    EXPECT_TRUE(check_install_allowed(r->components.at("tool"), manifest(ota::InstallType::binary, "/usr/local/bin/t")));
+    EXPECT_FALSE(check_install_allowed(r->components.at("tool"), manifest(ota::InstallType::self, "")));
+    EXPECT_TRUE(check_install_allowed(r->components.at("free"), manifest(ota::InstallType::archive, "/anywhere")));
 }
 
 TEST(UpdateWindow, DaysHoursAndWrapPastMidnight) {

@@ -243,92 +243,144 @@ TEST_F(AgentDockerTest, AFailedOperatorRollbackIsReportedAndCanBeAskedForAgain) 
     EXPECT_EQ(inventory_version(), "arm64_2026-02-01");
 }
 
-// Self-update guarded by device-agent/ota-agent-launch: a new agent binary that cannot start is
-// replaced by the previous one after the start budget, and the old agent reports `rolled_back`.
-// systemd's Restart=always is simulated by starting the launcher again (bounded).
-TEST_F(AgentInstallTypesTest, SelfUpdateWithABrokenNewBinaryRestoresTheOldOne) {
-    const auto bin = dir / "bin" / "ota-agent";
-    fs::create_directories(bin.parent_path());
-    fs::copy_file(OTA_AGENT_BIN, bin);
-    const auto original = kit::read_file(bin);
-    const auto cfg = write_config({{"binary_path", bin.string()},
-                                   {"self_update_max_starts", 2},
-                                   {"components", {{"detection-model", nullptr}, {"ota-agent", {{"version_source", {{"type", "agent"}}}}}}}});
-    kit::write_file(dir / "broken-agent", "#!/bin/sh\necho 'broken agent' >&2\nexit 1\n");
-    auto signed_release = kit::run({OTA_PUBLISH_BIN, "publish", "--dry-run", "--signing-key", (keys->path() / "release.key").string(),
-                                    "--component", "ota-agent", "--version", "99.0.0", "--artifact", (dir / "broken-agent").string(),
-                                    "--url", server->url("models/" + fleet + "/ota-agent-99.0.0"), "--copy-to",
-                                    server->root().string(), "--install", "self"});
-    ASSERT_EQ(signed_release.exit_code, 0) << signed_release.err;
-    assign();
-    json msg{{"rollout", "r-self"}, {"state", "open"}, {"release", json::parse(signed_release.out)}};
-    ASSERT_EQ(kit::mosquitto_pub(*broker, pki, "controller", "ota/v1/fleets/" + fleet + "/waves/canary/ota-agent", msg.dump(), true)
-                  .exit_code,
-              0);
+// Self-update guarded by device-agent/ota-agent-launch. systemd's Restart=always is simulated by
+// starting the launcher again (bounded); each start is one `--once` run of the agent.
+class AgentSelfUpdateTest : public AgentInstallTypesTest {
+protected:
+    struct Starts {
+        std::vector<int> exits;
+        std::string logs;
+    };
 
-    const auto launcher = (kit::source_dir() / "device-agent" / "ota-agent-launch").string();
-    std::vector<int> exits;
-    std::string logs;
-    for (int start = 0; start < 8; ++start) {
-        auto r = kit::run({launcher, "--state-dir", (dir / "state").string(), "--bin", bin.string(), "--", "--config",
-                           cfg.string(), "--once", "--once-wait", "15"},
-                          60s);
-        exits.push_back(r.exit_code);
-        logs += r.err;
-        if (r.exit_code == 0) break;
+    // Publishes `artifact` as ota-agent 99.0.0 (install self) on the device's wave.
+    void offer_agent(const std::string& artifact) {
+        auto signed_release = kit::run({OTA_PUBLISH_BIN, "publish", "--dry-run", "--signing-key",
+                                        (keys->path() / "release.key").string(), "--component", "ota-agent", "--version",
+                                        "99.0.0", "--artifact", artifact, "--url",
+                                        server->url("models/" + fleet + "/ota-agent-99.0.0"), "--copy-to",
+                                        server->root().string(), "--install", "self"});
+        ASSERT_EQ(signed_release.exit_code, 0) << signed_release.err;
+        assign();
+        json msg{{"rollout", "r-self"}, {"state", "open"}, {"release", json::parse(signed_release.out)}};
+        ASSERT_EQ(kit::mosquitto_pub(*broker, pki, "controller", "ota/v1/fleets/" + fleet + "/waves/canary/ota-agent",
+                                     msg.dump(), true)
+                      .exit_code,
+                  0);
     }
+
+    // Starts the launcher (with `launcher_args` before `--`) until the agent exits 0, at most `max` times.
+    Starts run_launcher(const std::vector<std::string>& launcher_args, const fs::path& cfg, int max) {
+        std::vector<std::string> argv{(kit::source_dir() / "device-agent" / "ota-agent-launch").string(), "--state-dir",
+                                      (dir / "state").string()};
+        argv.insert(argv.end(), launcher_args.begin(), launcher_args.end());
+        for (const auto& a : {"--", "--config", "", "--once", "--once-wait", "15"}) argv.emplace_back(a);
+        argv[argv.size() - 4] = cfg.string();
+        Starts starts;
+        for (int start = 0; start < max; ++start) {
+            auto r = kit::run(argv, 60s);
+            starts.exits.push_back(r.exit_code);
+            starts.logs += r.err;
+            if (r.exit_code == 0) break;
+        }
+        return starts;
+    }
+
+    json agent_status() {
+        auto st = kit::mosquitto_sub(*broker, pki, "operator", "ota/v1/devices/" + device + "/status/ota-agent", 1, 1500ms);
+        return st.messages.size() == 1 ? json::parse(st.messages[0].second) : json();
+    }
+    std::string inventory_agent_version() {
+        auto inv = kit::mosquitto_sub(*broker, pki, "operator", "ota/v1/devices/" + device + "/inventory", 1, 1500ms);
+        return inv.messages.size() == 1 ? json::parse(inv.messages[0].second).value("agent_version", "") : "";
+    }
+    fs::path write_broken_agent() {
+        kit::write_file(dir / "broken-agent", "#!/bin/sh\necho 'broken agent' >&2\nexit 1\n");
+        return dir / "broken-agent";
+    }
+    // A copy of the built agent at `bin`, the installed agent; returns its bytes.
+    static std::string install_agent_copy(const fs::path& bin) {
+        fs::create_directories(bin.parent_path());
+        fs::copy_file(OTA_AGENT_BIN, bin);
+        return kit::read_file(bin);
+    }
+    fs::path packaged_bin() const { return dir / "usr-bin" / "ota-agent"; }   // dpkg's, in the unit
+    fs::path self_bin() const { return dir / "state" / "bin" / "ota-agent"; }  // the unit's --self-bin
+    static json agent_components() {
+        return {{"detection-model", nullptr}, {"ota-agent", {{"version_source", {{"type", "agent"}}}}}};
+    }
+};
+
+// A new agent binary that cannot start is replaced by the previous one after the start budget,
+// and the old agent reports `rolled_back`.
+TEST_F(AgentSelfUpdateTest, SelfUpdateWithABrokenNewBinaryRestoresTheOldOne) {
+    const auto bin = dir / "bin" / "ota-agent";
+    const auto original = install_agent_copy(bin);
+    const auto cfg = write_config({{"binary_path", bin.string()}, {"self_update_max_starts", 2}, {"components", agent_components()}});
+    offer_agent(write_broken_agent().string());
+    const auto run = run_launcher({"--bin", bin.string()}, cfg, 8);
     // old agent applies (3: restart), the new one fails twice (1, 1), the launcher restores the
     // old one, which reports the rollback (0).
-    EXPECT_EQ(exits, (std::vector<int>{3, 1, 1, 0})) << logs;
+    EXPECT_EQ(run.exits, (std::vector<int>{3, 1, 1, 0})) << run.logs;
     EXPECT_TRUE(kit::read_file(bin) == original) << "the original agent binary is back";
-    EXPECT_NE(logs.find("restored the previous agent binary"), std::string::npos) << logs;
-    auto st = kit::mosquitto_sub(*broker, pki, "operator", "ota/v1/devices/" + device + "/status/ota-agent", 1, 1500ms);
-    ASSERT_EQ(st.messages.size(), 1u) << logs;
-    auto s = json::parse(st.messages[0].second);
-    EXPECT_EQ(s["stage"], "rolled_back") << s.dump();
-    EXPECT_EQ(s["version"], "99.0.0");
+    EXPECT_NE(run.logs.find("restored the previous agent binary"), std::string::npos) << run.logs;
+    const auto s = agent_status();
+    EXPECT_EQ(s.value("stage", ""), "rolled_back") << s.dump() << run.logs;
+    EXPECT_EQ(s.value("version", ""), "99.0.0");
     EXPECT_FALSE(fs::exists(dir / "state" / "self-update.env"));
 }
 
 // A good self-update: the agent (0.1.0) installs a newer agent binary (ota-agent-next, which
 // reports 99.0.0), exits 3, the launcher starts the new binary under its guard, and the new agent
 // confirms itself: `succeeded`, the guard removed, <bin>.old kept, the inventory says 99.0.0.
-TEST_F(AgentInstallTypesTest, SelfUpdateToAWorkingNewBinaryIsConfirmed) {
+TEST_F(AgentSelfUpdateTest, SelfUpdateToAWorkingNewBinaryIsConfirmed) {
     const auto bin = dir / "bin" / "ota-agent";
-    fs::create_directories(bin.parent_path());
-    fs::copy_file(OTA_AGENT_BIN, bin);
-    const auto original = kit::read_file(bin);
-    const auto cfg = write_config({{"binary_path", bin.string()},
-                                   {"components", {{"detection-model", nullptr}, {"ota-agent", {{"version_source", {{"type", "agent"}}}}}}}});
-    auto signed_release = kit::run({OTA_PUBLISH_BIN, "publish", "--dry-run", "--signing-key", (keys->path() / "release.key").string(),
-                                    "--component", "ota-agent", "--version", "99.0.0", "--artifact", OTA_AGENT_NEXT_BIN,
-                                    "--url", server->url("models/" + fleet + "/ota-agent-99.0.0"), "--copy-to",
-                                    server->root().string(), "--install", "self"});
-    ASSERT_EQ(signed_release.exit_code, 0) << signed_release.err;
-    assign();
-    json msg{{"rollout", "r-self"}, {"state", "open"}, {"release", json::parse(signed_release.out)}};
-    ASSERT_EQ(kit::mosquitto_pub(*broker, pki, "controller", "ota/v1/fleets/" + fleet + "/waves/canary/ota-agent", msg.dump(), true)
-                  .exit_code,
-              0);
-    const auto launcher = (kit::source_dir() / "device-agent" / "ota-agent-launch").string();
-    std::vector<int> exits;
-    std::string logs;
-    for (int start = 0; start < 4; ++start) {
-        auto r = kit::run({launcher, "--state-dir", (dir / "state").string(), "--bin", bin.string(), "--", "--config",
-                           cfg.string(), "--once", "--once-wait", "15"},
-                          60s);
-        exits.push_back(r.exit_code);
-        logs += r.err;
-        if (r.exit_code == 0) break;
-    }
-    EXPECT_EQ(exits, (std::vector<int>{3, 0})) << logs;
+    const auto original = install_agent_copy(bin);
+    const auto cfg = write_config({{"binary_path", bin.string()}, {"components", agent_components()}});
+    offer_agent(OTA_AGENT_NEXT_BIN);
+    const auto run = run_launcher({"--bin", bin.string()}, cfg, 4);
+    EXPECT_EQ(run.exits, (std::vector<int>{3, 0})) << run.logs;
     EXPECT_TRUE(kit::read_file(bin) == kit::read_file(OTA_AGENT_NEXT_BIN)) << "the new agent binary is in place";
     EXPECT_TRUE(kit::read_file(bin.string() + ".old") == original) << "the previous binary is kept";
-    EXPECT_FALSE(fs::exists(dir / "state" / "self-update.env")) << logs;
-    auto st = kit::mosquitto_sub(*broker, pki, "operator", "ota/v1/devices/" + device + "/status/ota-agent", 1, 1500ms);
-    ASSERT_EQ(st.messages.size(), 1u) << logs;
-    EXPECT_EQ(json::parse(st.messages[0].second)["stage"], "succeeded") << logs;
-    auto inv = kit::mosquitto_sub(*broker, pki, "operator", "ota/v1/devices/" + device + "/inventory", 1, 1500ms);
-    ASSERT_EQ(inv.messages.size(), 1u);
-    EXPECT_EQ(json::parse(inv.messages[0].second)["agent_version"], "99.0.0");
+    EXPECT_FALSE(fs::exists(dir / "state" / "self-update.env")) << run.logs;
+    EXPECT_EQ(agent_status().value("stage", ""), "succeeded") << run.logs;
+    EXPECT_EQ(inventory_agent_version(), "99.0.0");
+}
+
+// Installed from a package (the unit's --self-bin): the packaged binary (--bin, dpkg's) is never
+// written; the self-update goes to the state directory and runs from there.
+TEST_F(AgentSelfUpdateTest, SelfUpdateFromAPackagedAgentGoesToTheStateDirectory) {
+    const auto packaged = packaged_bin();
+    const auto original = install_agent_copy(packaged);
+    const auto cfg = write_config({{"components", agent_components()}});  // no binary_path: the launcher says it
+    offer_agent(OTA_AGENT_NEXT_BIN);
+    const auto run = run_launcher({"--bin", packaged.string(), "--self-bin", self_bin().string()}, cfg, 4);
+    EXPECT_EQ(run.exits, (std::vector<int>{3, 0})) << run.logs;
+    EXPECT_TRUE(kit::read_file(self_bin()) == kit::read_file(OTA_AGENT_NEXT_BIN)) << "the new agent is in the state directory";
+    EXPECT_TRUE(kit::read_file(packaged) == original) << "the packaged binary is untouched";
+    EXPECT_EQ(std::vector<fs::path>(fs::directory_iterator(packaged.parent_path()), {}), std::vector<fs::path>{packaged})
+        << "no .new or .old beside the packaged binary";
+    EXPECT_FALSE(fs::exists(self_bin().string() + ".old")) << "there was no self-updated binary before";
+    EXPECT_EQ(agent_status().value("stage", ""), "succeeded") << run.logs;
+    EXPECT_EQ(inventory_agent_version(), "99.0.0") << run.logs;
+    // The next start runs the self-updated binary again (it exists), still without touching dpkg's.
+    const auto again = run_launcher({"--bin", packaged.string(), "--self-bin", self_bin().string()}, cfg, 1);
+    EXPECT_EQ(again.exits, std::vector<int>{0}) << again.logs;
+    EXPECT_NE(again.logs.find("99.0.0"), std::string::npos) << again.logs;
+}
+
+// The first self-update of a packaged agent fails: there is no previous binary in the state
+// directory to restore, so the launcher removes the broken one and the packaged agent runs again.
+TEST_F(AgentSelfUpdateTest, ABrokenSelfUpdateOfAPackagedAgentFallsBackToThePackagedBinary) {
+    const auto packaged = packaged_bin();
+    const auto original = install_agent_copy(packaged);
+    const auto cfg = write_config({{"self_update_max_starts", 2}, {"components", agent_components()}});
+    offer_agent(write_broken_agent().string());
+    const auto run = run_launcher({"--bin", packaged.string(), "--self-bin", self_bin().string()}, cfg, 8);
+    EXPECT_EQ(run.exits, (std::vector<int>{3, 1, 1, 0})) << run.logs;
+    EXPECT_FALSE(fs::exists(self_bin())) << "the broken self-update is removed";
+    EXPECT_TRUE(kit::read_file(packaged) == original);
+    EXPECT_NE(run.logs.find("the previous agent " + packaged.string() + " runs again"), std::string::npos) << run.logs;
+    const auto s = agent_status();
+    EXPECT_EQ(s.value("stage", ""), "rolled_back") << s.dump() << run.logs;
+    EXPECT_FALSE(fs::exists(dir / "state" / "self-update.env"));
 }

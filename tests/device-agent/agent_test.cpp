@@ -67,6 +67,46 @@ TEST_F(AgentTest, BadReleasesAreRejectedAndNothingIsInstalled) {
     }
 }
 
+// The device's owner pins what the component is and where it goes (components.<name>.type and
+// .target, which also open the systemd sandbox): a validly signed release for another target or
+// as another type is rejected before any download, and the pinned one installs.
+TEST_F(AgentTest, AReleaseForAnotherTargetThanTheConfigPinsIsRejected) {
+    kit::write_file(target() / "model-2026-03-10.trt", "installed");
+    const auto elsewhere = dir / "elsewhere";
+    fs::create_directories(elsewhere);
+    const auto config = write_config(
+        {{"components", {{"detection-model", {{"type", "file"}, {"target", target().string() + "/"}}}}}});
+    assign();
+    struct Case {
+        std::string name;
+        Release release;
+        std::string message;
+    };
+    const std::vector<Case> cases{
+        {"another directory",
+         sign_release("2026-04-01", "model", "model-2026-04-01.trt", {"--install", "file", "--target", elsewhere.string()}),
+         "to " + elsewhere.string() + "; this device allows only " + target().string() + "/ (components.detection-model.target)"},
+        {"another type",
+         sign_release("2026-04-02", "#!/bin/sh\n", "model-2026-04-02.trt",
+                      {"--install", "binary", "--target", (target() / "model-2026-04-02.trt").string()}),
+         "as binary; this device allows only file (components.detection-model.type)"}};
+    for (const auto& c : cases) {
+        offer(c.release);
+        auto r = run_once(config);
+        EXPECT_EQ(r.exit_code, 0) << c.name << ": " << r.err;
+        auto s = status();
+        EXPECT_EQ(s["stage"], "rejected") << c.name << ": " << s.dump();
+        EXPECT_EQ(s["error"]["code"], "target_not_allowed") << c.name << ": " << s.dump();
+        EXPECT_NE(s["error"]["message"].get<std::string>().find(c.message), std::string::npos) << s.dump();
+        EXPECT_TRUE(fs::is_empty(elsewhere)) << c.name;
+        EXPECT_EQ(installed_files(), std::vector<std::string>{"model-2026-03-10.trt"}) << c.name;
+    }
+    offer(make_release("2026-04-03"));
+    auto r = run_once(config);
+    EXPECT_EQ(status()["stage"], "succeeded") << r.err;
+    EXPECT_TRUE(fs::exists(target() / "model-2026-04-03.trt")) << r.err;
+}
+
 TEST_F(AgentTest, TamperedArtifactFailsWithHashMismatchAndKeepsTheWorkingVersion) {
     kit::write_file(target() / "model-2026-03-10.trt", "installed");
     auto rel = make_release("2026-05-01");

@@ -11,7 +11,10 @@
 # again; an upgrade to the next version restarts the running service exactly once. Then an agent
 # in a second booted container (sharing the first's network namespace, so its 127.0.0.1 is the
 # broker's) takes a release published with ota-publish and served by nginx: the rollout completes
-# through the packaged services, with the agent's sandbox opened for its target by a drop-in.
+# through the packaged services, with the agent's sandbox opened for its pinned target by the
+# packaged generator; then the agent updates itself (a newer agent binary, the test's
+# ota-agent-next) into its state directory, never over dpkg's /usr/bin/ota-agent, and an upgrade
+# of the package takes over again.
 # Needs root, Podman (runc) and Debian's mirror the first time (the cached root).
 set -euo pipefail
 BUILD="$(cd "$1" && pwd)"
@@ -135,8 +138,8 @@ in_c sh -ec '
  "fleets": [{"name": "plant", "channel": "stable", "waves": [{"name": "all", "percent": 100}]}]}
 JSON' || fail "artifact server and controller config"
 timeout 60 podman exec "$C" systemctl restart ota-controller || fail "restart with the one-wave fleet"
-# the device: its certificate, the release key, a config and, as docs/systemd.md says, a drop-in
-# that lets the sandboxed agent write its install target
+# the device: its certificate, the release key, a config that pins the model's target; the
+# packaged generator opens the sandbox for it at daemon-reload (docs/systemd.md, "Install targets")
 for f in certs/ca.pem certs/device-001.pem certs/device-001.key release.pub; do
   podman cp "$C:/etc/ota/$f" "$WORK/$(basename "$f")" && podman cp "$WORK/$(basename "$f")" "$A:/etc/ota/$f" || fail "copying $f"
 done
@@ -149,11 +152,14 @@ in_a sh -ec '
           "cert": "/etc/ota/certs/device-001.pem", "key": "/etc/ota/certs/device-001.key"},
  "trusted_keys": "/etc/ota/trusted-keys/", "state_dir": "/var/lib/ota-agent",
  "download": {"cafile": "/etc/ota/certs/ca.pem"},
- "components": {"model": {"version_source": {"type": "files", "dir": "/var/lib/models", "pattern": "model-(.*)\\\\.bin"}}}}
+ "components": {"model": {"type": "file", "target": "/var/lib/models",
+                      "version_source": {"type": "files", "dir": "/var/lib/models", "pattern": "model-(.*)\\\\.bin"}},
+                "ota-agent": {"type": "self", "version_source": {"type": "agent"}}}}
 JSON
-  mkdir -p /etc/systemd/system/ota-agent.service.d
-  printf "[Service]\nReadWritePaths=/var/lib/models\n" > /etc/systemd/system/ota-agent.service.d/targets.conf
   systemctl daemon-reload' || fail "configuring the agent"
+rw=$(in_a systemctl show -p ReadWritePaths --value ota-agent)
+[[ "$rw" == *-/var/lib/models* ]] || fail "the generator did not open /var/lib/models: ReadWritePaths=$rw"
+[[ "$rw" != */usr/bin* ]] || fail "the agent's sandbox opens /usr/bin: ReadWritePaths=$rw"
 timeout 60 podman exec "$A" systemctl start ota-agent || fail "systemctl start ota-agent"
 [ "$(in_a systemctl is-active ota-agent)" = active ] || fail "ota-agent is not active"
 in_c sh -ec '
@@ -175,5 +181,34 @@ out=$(ctl status plant.model.2026-03-10 2>&1) || fail "ota-ctl status: $out"
 [[ "$out" == *completed* ]] || fail "ota-ctl status: $out"
 status=$(in_a systemctl show -p StatusText --value ota-agent)
 [[ "$status" == *model=2026-03-10* ]] || fail "the agent's STATUS does not show the new version: $status"
+
+step "the agent updates itself into its state directory; dpkg's binary stays as installed"
+packaged=$(in_a /usr/bin/ota-agent --version | awk '{print $2}')
+podman cp "$BUILD/tests/device-agent/ota-agent-next" "$C:/srv/artifacts/ota-agent-99.0.0" || fail "copying ota-agent-next"
+in_c sh -ec '
+  ota-publish publish --broker mqtts://127.0.0.1:8883 --cafile /etc/ota/certs/ca.pem --cert /etc/ota/certs/ci.pem \
+    --key /etc/ota/certs/ci.key --signing-key /etc/ota/release.key --component ota-agent --version 99.0.0 \
+    --artifact /srv/artifacts/ota-agent-99.0.0 --url https://127.0.0.1:8443/ota-agent-99.0.0 --install self' \
+  >"$WORK/publish-self.log" 2>&1 || { cat "$WORK/publish-self.log" >&2; fail "ota-publish of the agent"; }
+wait_for 120 sh -c "podman exec $A systemctl show -p StatusText --value ota-agent | grep -q 'ota-agent=99.0.0'" || {
+  ctl status plant.ota-agent.99.0.0 >&2 || true
+  podman exec "$A" journalctl -u ota-agent --no-pager -n 40 >&2 || true
+  fail "the agent did not update itself to 99.0.0"
+}
+wait_for 60 sh -c "podman exec $C journalctl -u ota-controller --no-pager | grep 'rollout completed' | grep -q ota-agent" || {
+  ctl status plant.ota-agent.99.0.0 >&2 || true
+  fail "the agent's rollout did not complete"
+}
+[ "$(in_a /var/lib/ota-agent/bin/ota-agent --version | awk '{print $2}')" = 99.0.0 ] || fail "no 99.0.0 in /var/lib/ota-agent/bin"
+[ "$(in_a /usr/bin/ota-agent --version | awk '{print $2}')" = "$packaged" ] || fail "the self-update changed /usr/bin/ota-agent"
+out=$(in_a dpkg --verify ota-agent 2>&1) && [ -z "$out" ] || fail "dpkg --verify ota-agent after the self-update: $out"
+in_a test -f /var/lib/ota-agent/self-update.env && fail "the self-update guard is still there after the confirmation"
+
+step "an upgrade of the package takes over from the self-updated agent"
+timeout 180 podman exec "$A" env DEBIAN_FRONTEND=noninteractive sh -c 'dpkg -i /var/cache/ota-test/n1/ota-agent_*.deb' \
+  >"$WORK/upgrade-agent.log" 2>&1 || { tail -30 "$WORK/upgrade-agent.log" >&2; fail "dpkg -i of ota-agent $V1"; }
+in_a test -e /var/lib/ota-agent/bin/ota-agent && fail "the upgrade left the self-updated binary"
+wait_for 60 sh -c "podman exec $A systemctl show -p StatusText --value ota-agent | grep -q 'ota-agent=$packaged'" ||
+  fail "the packaged agent does not run after the upgrade: $(in_a systemctl show -p StatusText --value ota-agent)"
 podman rm -f "$A" >/dev/null 2>&1 || true
 step "all checks passed"

@@ -112,6 +112,25 @@ for u in ota-agent ota-controller; do
   [ -f "$ROOT$doc" ] || fail "$u.service: Documentation=$doc is not installed"
 done
 [ -x "$ROOT/usr/share/ota-broker-config/make-dev-certs" ] || fail "no make-dev-certs"
+# the agent's generator: no config, no drop-in; with one, ReadWritePaths= for its pinned targets
+gen=/lib/systemd/system-generators/ota-agent-generator
+[ -x "$ROOT$gen" ] || fail "no $gen"
+in_root "$gen" /tmp/gen /tmp/gen-early /tmp/gen-late || fail "$gen without a config"
+[ ! -e "$ROOT/tmp/gen/ota-agent.service.d" ] || fail "$gen wrote a drop-in without a config"
+cat >"$ROOT/etc/ota/agent.json" <<'JSON'
+{"device_id": "device-001", "trusted_keys": "/etc/ota/trusted-keys",
+ "mqtt": {"broker": "mqtts://127.0.0.1:8883", "cafile": "/etc/ota/certs/ca.pem", "cert": "/etc/ota/certs/d.pem", "key": "/etc/ota/certs/d.key"},
+ "components": {"model": {"type": "file", "target": "/var/lib/models"}, "tool": {"type": "binary", "target": "/usr/local/bin/tool"}}}
+JSON
+in_root "$gen" /tmp/gen /tmp/gen-early /tmp/gen-late || fail "$gen with a config"
+dropin="$ROOT/tmp/gen/ota-agent.service.d/50-install-targets.conf"
+[ -f "$dropin" ] || fail "$gen wrote no drop-in"
+[ "$(grep '^ReadWritePaths=' "$dropin")" = "$(printf 'ReadWritePaths="-/usr/local/bin"\nReadWritePaths="-/var/lib/models"\nReadWritePaths="-/var/lib/ota-agent"')" ] ||
+  fail "the generated drop-in: $(cat "$dropin")"
+# the unit with the drop-in still verifies (systemd-analyze takes drop-ins from /run/systemd/generator)
+mkdir -p "$ROOT/run/systemd/generator" && cp -r "$ROOT/tmp/gen/ota-agent.service.d" "$ROOT/run/systemd/generator/"
+out=$(in_root systemd-analyze verify --man=no /lib/systemd/system/ota-agent.service 2>&1) || fail "systemd-analyze verify with the drop-in: $out"
+rm -rf "$ROOT/run/systemd/generator/ota-agent.service.d" "$ROOT/etc/ota/agent.json"
 # the broker config is the one the project's tests run (its paths under /etc/ota)
 grep -q '^acl_file /etc/ota/acl$' "$ROOT/etc/ota/mosquitto.conf" || fail "mosquitto.conf does not use /etc/ota/acl"
 
@@ -121,6 +140,11 @@ echo "# added by the operator" >>"$ROOT/etc/ota/acl"
 cp "$ROOT/usr/share/doc/ota-controller/examples/controller.json" "$ROOT/etc/ota/controller.json"
 echo "state" >"$ROOT/var/lib/ota-controller/controller.db"
 in_root chown ota-controller:ota-controller /var/lib/ota-controller/controller.db
+# a self-updated agent (ota-agent-launch --self-bin) and its pending guard: the package wins
+mkdir -p "$ROOT/var/lib/ota-agent/bin"
+printf '#!/bin/sh\n' >"$ROOT/var/lib/ota-agent/bin/ota-agent" && chmod 755 "$ROOT/var/lib/ota-agent/bin/ota-agent"
+echo "BIN=/var/lib/ota-agent/bin/ota-agent" >"$ROOT/var/lib/ota-agent/self-update.env"
+echo "agent state" >"$ROOT/var/lib/ota-agent/agent.db"
 in_root sh -c 'apt-get install -y -qq -o Dpkg::Options::=--force-confold /tmp/n1/*.deb' >"$WORK/upgrade.log" 2>&1 ||
   { tail -30 "$WORK/upgrade.log" >&2; fail "upgrade to $V1"; }
 for p in ota-agent ota-controller ota-publish ota-broker-config; do
@@ -130,6 +154,10 @@ tail -1 "$ROOT/etc/ota/acl" | grep -q "added by the operator" || fail "the edite
 [ -f "$ROOT/etc/ota/controller.json" ] || fail "the operator's controller.json is gone"
 [ "$(cat "$ROOT/var/lib/ota-controller/controller.db")" = state ] || fail "the controller's state is gone"
 [ "$(in_root getent passwd ota-controller | cut -d: -f3)" = "$uid" ] || fail "the system user changed"
+[ ! -e "$ROOT/var/lib/ota-agent/bin/ota-agent" ] || fail "the upgrade left the self-updated agent binary in place"
+[ ! -e "$ROOT/var/lib/ota-agent/self-update.env" ] || fail "the upgrade left the self-update guard"
+[ "$(cat "$ROOT/var/lib/ota-agent/agent.db")" = "agent state" ] || fail "the agent's state is gone after the upgrade"
+out=$(in_root dpkg --verify ota-agent 2>&1) && [ -z "$out" ] || fail "dpkg --verify ota-agent: $out"
 
 # --- 4. remove, then purge -----------------------------------------------------------------------
 step "remove keeps state and config; purge deletes them and the user"

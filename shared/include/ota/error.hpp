@@ -37,6 +37,7 @@ enum class ErrorCode {
     install_failed,       // an install step failed (the message names the step and command)
     health_check_failed,  // the component did not become healthy after the install
     platform_incompatible,// the manifest does not list this device's platform
+    target_not_allowed,   // the release's install type or target is not what the device's config allows
     agent_too_old,        // the manifest needs a newer agent
     version_not_newer,    // downgrade or replay of an older/equal release
     crash_loop,           // the agent restarted too often in the same step and gave up
