@@ -14,24 +14,12 @@ PUBLISH="$BUILD/publisher/ota-publish"
 [ -x "$AGENT" ] || { echo "agent-idle.sh: $AGENT not found (cmake --build $BUILD --target ota-agent ota-publish)" >&2; exit 2; }
 WORK=$(mktemp -d /tmp/ota-bench-idle.XXXXXX)
 PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+source "$ROOT/bench/lib/common.sh"
+trap bench_cleanup EXIT
 
-port=18900
-while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
-"$ROOT/scripts/make-dev-certs" "$WORK/certs" --devices 2 >/dev/null
-mkdir -p "$WORK/mosquitto" "$WORK/models"
-user=mosquitto; [ "$(id -u)" -eq 0 ] && user=root
-"$ROOT/scripts/render-broker-config" --port "$port" --certs "$WORK/certs" --data "$WORK/mosquitto" \
-  --acl "$ROOT/broker-config/acl" --user "$user" > "$WORK/mosquitto.conf"
-mosquitto -c "$WORK/mosquitto.conf" >"$WORK/mosquitto.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+bench_plain_broker 2
+port=$MQTT_PORT
+mkdir -p "$WORK/models"
 "$PUBLISH" keygen --out "$WORK/release" >/dev/null
 C="$WORK/certs"
 cat > "$WORK/agent.json" <<JSON

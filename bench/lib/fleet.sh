@@ -2,6 +2,8 @@
 # plus the simulation listener, an ota-controller, the release key, and cleanup of exactly what
 # was started. Expects ROOT, BUILD and WORK to be set and PIDS=() declared by the caller.
 
+source "$ROOT/bench/lib/common.sh"
+
 SIM="$BUILD/fleet-sim/ota-fleet-sim"
 CONTROLLER="$BUILD/rollout-controller/ota-controller"
 CTL_BIN="$BUILD/rollout-controller/ota-ctl"
@@ -14,25 +16,6 @@ bench_require() {
   for b in "$@"; do
     [ -x "$b" ] || { echo "$name: $b not found (cmake --build $BUILD --target $(for t in "$@"; do basename "$t"; done | tr '\n' ' '))" >&2; exit 2; }
   done
-}
-
-bench_cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-
-bench_free_port() {
-  local p=$1
-  while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$((p + 1)); done
-  echo "$p"
-}
-
-bench_wait_port() {
-  local i
-  for i in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
-  echo "bench: nothing listens on $1" >&2; return 1
 }
 
 # bench_broker DEVICES: certs, sim passwords for DEVICES, broker on MQTT_PORT (TLS) + SIM_PORT.

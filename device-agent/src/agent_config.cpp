@@ -217,6 +217,16 @@ Expected<AgentConfig> parse_agent_config(const nlohmann::json& json) {
         dr.reject_unknown();
         if (!dr.ok()) return std::unexpected(*dr.error());
     }
+    if (const auto* st = r.object("status", false)) {
+        ObjectReader sr(*st, "agent.status", code);
+        c.progress_interval = seconds_or(sr, "progress_interval_s", c.progress_interval);
+        if (auto p = sr.opt_u64("progress_step_percent")) {
+            if (*p < 1 || *p > 100) sr.fail("progress_step_percent", "must be 1..100");
+            else c.progress_step_percent = static_cast<int>(*p);
+        }
+        sr.reject_unknown();
+        if (!sr.ok()) return std::unexpected(*sr.error());
+    }
     c.auto_update = r.boolean("auto_update", true);
     c.update_window = read_window(r, "update_window");
     c.inventory_interval = seconds_or(r, "inventory_interval_s", c.inventory_interval);
@@ -277,6 +287,7 @@ nlohmann::ordered_json AgentConfig::to_json() const {
                      {"low_speed_time_s", low_speed_time.count()}, {"stall_timeout_s", download_stall_timeout.count()},
                      {"deadline_s", download_deadline.count()}, {"total_deadline_s", download_total_deadline.count()},
                      {"attempts", download_attempts}, {"retry_window_s", download_retry_window.count()}};
+    j["status"] = {{"progress_interval_s", progress_interval.count()}, {"progress_step_percent", progress_step_percent}};
     j["auto_update"] = auto_update;
     if (update_window) j["update_window"] = update_window->to_json();
     j["inventory_interval_s"] = inventory_interval.count();

@@ -77,6 +77,11 @@ struct AgentConfig {
     int download_attempts{5};
     std::chrono::seconds download_retry_window{600};  // ...and no progress for this long: give up
 
+    // Status reports of download progress (device-agent/src/progress.hpp): at most one per
+    // interval, and only after this many more percent.
+    std::chrono::seconds progress_interval{5};
+    int progress_step_percent{25};
+
     bool auto_update{true};
     std::optional<UpdateWindow> update_window;  // none: any time
     std::chrono::seconds inventory_interval{300};

@@ -10,6 +10,7 @@
 #include "agent_impl.hpp"
 #include "install/health.hpp"
 #include "messages.hpp"
+#include "progress.hpp"
 #include "ota/build_info.hpp"
 #include "ota/download.hpp"
 #include "ota/files.hpp"
@@ -155,9 +156,12 @@ bool Agent::Impl::download_step(const std::string& component, const Manifest& m,
     d.total_deadline = cfg.download_total_deadline;
     d.max_attempts = cfg.download_attempts;
     d.retry_window = cfg.download_retry_window;
-    // The first call carries the bytes already on disk (a resumed download reports where it is).
+    // The first call carries the bytes already on disk (a resumed download reports where it is);
+    // the throttle keeps the rest to a few reports (progress.hpp).
+    ProgressThrottle throttle(cfg.progress_interval, cfg.progress_step_percent);
     d.on_progress = [&](const download::Progress& p) {
-        if (p.percent < 100) report(component, m.version, rollout, Reported::downloading, p.percent);
+        if (throttle.admit(p.percent, ProgressThrottle::Clock::now()))
+            report(component, m.version, rollout, Reported::downloading, p.percent);
     };
     d.cancelled = [] {
         systemd::alive();  // polled through the transfer, stalls included (bounded by the stall timeout)
@@ -194,7 +198,9 @@ bool Agent::Impl::step_once(const std::string& component, const Manifest& m0, co
         return true;
     };
     if (stage == Stage::downloading) return download_step(component, m, rollout, j, artifact);
-    if (row.reported) report(component, m.version, rollout, *row.reported);
+    // No health check configured: the step only moves on, and a report of it would say nothing.
+    const bool nothing_to_report = stage == Stage::health_checking && !settings.health;
+    if (row.reported && !nothing_to_report) report(component, m.version, rollout, *row.reported);
 
     switch (stage) {
         case Stage::verifying: {

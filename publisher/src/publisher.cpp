@@ -124,6 +124,7 @@ Expected<void> publish_retained(const mqtt::Options& options, const std::string&
     if (auto c = client.connect(); !c) return c;
     auto p = client.publish(topic, payload, 1, true);
     auto d = client.disconnect();
+    client.leave_network_threads_to_exit();  // the command is done: return now, not ~100 ms later
     if (!p) return p;
     return d;
 }

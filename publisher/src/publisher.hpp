@@ -58,6 +58,8 @@ struct ReleaseRequest {
 [[nodiscard]] Expected<std::filesystem::path> copy_destination(const std::filesystem::path& dir, const std::string& url);
 
 // Connect, publish the envelope retained with QoS 1, wait for the acknowledgement, disconnect.
+// For the command line: the MQTT client's network threads are left to the process's exit
+// (mqtt::Client::leave_network_threads_to_exit), so call it in a process that then ends.
 [[nodiscard]] Expected<void> publish_retained(const mqtt::Options& options, const std::string& topic,
                                               const std::string& payload);
 

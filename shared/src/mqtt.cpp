@@ -268,6 +268,7 @@ struct Client::Impl {
     bool announced{false};   // the last state queued for the connection handler was "up"
     std::uint64_t lost_seq{0};
     std::atomic<bool> closing{false};  // the destructor has started: stop waiting for acks
+    bool leave_to_exit{false};          // leave_network_threads_to_exit(): do not destroy the paho client
     Clock::time_point up_since{};
     unsigned attempts{0};
     std::mt19937_64 rng{std::random_device{}()};
@@ -363,7 +364,13 @@ Client::Impl::~Impl() {
     }
     try {
         if (cli) cli->disable_callbacks();
-        cli.reset();
+        if (leave_to_exit) {
+            // Never destroyed: the process ends. Kept reachable (not a leak to LeakSanitizer).
+            static auto* parked = new std::vector<std::unique_ptr<paho::async_client>>();
+            parked->push_back(std::move(cli));
+        } else {
+            cli.reset();
+        }
     } catch (...) {
     }
 }
@@ -802,6 +809,8 @@ void Client::on_connection(ConnectionHandler handler) {
 Expected<void> Client::connect() { return impl_->connect(); }
 
 Expected<void> Client::disconnect(std::chrono::milliseconds timeout) { return impl_->disconnect(timeout); }
+
+void Client::leave_network_threads_to_exit() { impl_->leave_to_exit = true; }
 
 bool Client::connected() const {
     try {

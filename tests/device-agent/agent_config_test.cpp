@@ -31,6 +31,8 @@ TEST(AgentConfig, ErrorsNameTheFieldPath) {
         {{{"update_window", {{"start", "25:00"}, {"end", "03:00"}}}}, "agent.update_window.start: expected HH:MM"},
         {{{"update_window", {{"days", {"monday"}}, {"start", "01:00"}, {"end", "03:00"}}}}, "agent.update_window.days: \"monday\""},
         {{{"components", {{"m", {{"type", "rpm"}}}}}}, "agent.components.m.type: \"rpm\" is not file"},
+        {{{"status", {{"progress_step_percent", 0}}}}, "agent.status.progress_step_percent: must be 1..100"},
+        {{{"status", {{"every_s", 1}}}}, "agent.status.every_s: unknown field"},
         {{{"components", {{"m", {{"target", "/var/lib/models"}}}}}}, "agent.components.m.target: needs the component's type"},
         {{{"components", {{"m", {{"type", "file"}, {"target", "models"}}}}}}, "agent.components.m.target: must be an absolute path"},
         {{{"components", {{"m", {{"type", "file"}, {"target", "/var/lib/../etc"}}}}}}, "agent.components.m.target: must not contain '..'"},

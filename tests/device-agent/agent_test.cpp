@@ -67,6 +67,32 @@ TEST_F(AgentTest, BadReleasesAreRejectedAndNothingIsInstalled) {
     }
 }
 
+// Every status report is a retained message the broker stores and the controller handles, for
+// each device: a quick update is four of them (no progress stream, no health_checking without a
+// health check), five with a health check.
+TEST_F(AgentTest, AQuickUpdateIsFourStatusReports) {
+    assign();
+    const auto stages_of = [&](const json& extra, const std::string& version) {
+        // (the retained report of the update before comes first: counted by version below)
+        kit::Subscriber live(*broker, pki, "operator", "ota/v1/devices/" + device + "/status/detection-model");
+        EXPECT_TRUE(live.subscribed()) << live.log();
+        offer(make_release(version, "release", {}, 2'000'000));
+        auto r = run_once(write_config(extra));
+        EXPECT_EQ(r.exit_code, 0) << r.err;
+        std::vector<std::string> stages;
+        for (const auto& [topic, payload] : live.wait(20, 1500ms).messages) {
+            auto s = json::parse(payload);
+            if (s.value("version", "") == version) stages.push_back(s.value("stage", ""));
+        }
+        return stages;
+    };
+    using V = std::vector<std::string>;
+    EXPECT_EQ(stages_of(json::object(), "2026-03-10"), (V{"downloading", "verifying", "installing", "succeeded"}));
+    const json with_check{{"components", {{"detection-model", {{"health", {{"command", {"true"}}}}}}}}};
+    EXPECT_EQ(stages_of(with_check, "2026-03-11"),
+              (V{"downloading", "verifying", "installing", "health_checking", "succeeded"}));
+}
+
 // The device's owner pins what the component is and where it goes (components.<name>.type and
 // .target, which also open the systemd sandbox): a validly signed release for another target or
 // as another type is rejected before any download, and the pinned one installs.

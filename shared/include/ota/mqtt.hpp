@@ -88,6 +88,13 @@ public:
     [[nodiscard]] Expected<void> disconnect(std::chrono::milliseconds timeout = std::chrono::seconds(5));
     [[nodiscard]] bool connected() const;
 
+    // For a program that exits once this client is done (ota-publish): the destructor then leaves
+    // paho's process-wide network threads to the exit instead of stopping them, which paho does by
+    // polling every 100 ms (MQTTAsync_destroy of the last client): the command returns within a
+    // few ms of the broker's acknowledgement instead of ~100 ms later. Our own threads are still
+    // joined. Call after disconnect(); not for a process that goes on.
+    void leave_network_threads_to_exit();
+
     // Subscribe and remember the filter; renewed after every reconnect. When not connected the
     // filter is still remembered (and subscribed on the next connect) but an error is returned.
     // A filter the broker refuses (reason code >= 0x80) is forgotten. Note: Mosquitto 2.0.11
