@@ -3,8 +3,9 @@
 # the retained `halted` state on the wave topic, with DEVICES devices reporting, over RUNS rollouts.
 #   bench/controller-halt.sh [BUILD_DIR] [DEVICES] [RUNS]      (default: build/, 1000, 30)
 # One wave holds every device (percent 100, max_failures 1); ota-fleet-sim runs DEVICES devices
-# that each report downloading (5 steps), verifying, installing, health_checking and a final
-# stage over 500-2500 ms (JITTER_MS=2000: each device's reports spread over 500 + 0..JITTER_MS ms);
+# that each report as the agent does (docs/agent.md, "Status reports"): downloading, verifying,
+# installing and a final stage, 4 reports (PROGRESS_STEPS=N: N downloading reports instead of 1;
+# before 2026-12-04 the simulator sent 7: downloading 0/50/100 and health_checking), over 500-2500 ms (JITTER_MS=2000: each device's reports spread over 500 + 0..JITTER_MS ms);
 # one device fails every release. Each run publishes a newer release
 # (superseding the halted one), so all devices report at once while the failing one fails.
 # Latency = the failing device's `halted_received` minus its `status_published` of the failure
@@ -47,7 +48,7 @@ bench_controller "[{\"name\": \"all\", \"percent\": $WAVE_PERCENT, \"max_failure
   > "$WORK/reflect.out" 2>&1 &
 PIDS+=($!)
 "$SIM" --devices "$DEVICES" --port "$SIM_PORT" --secret "$SECRET" --trusted-keys "$WORK/release.pub" \
-  --work-ms 500 --jitter-ms "$JITTER_MS" --fail-devices "$FAILING" --duration 3600 --quiet --events "$WORK/events.jsonl" \
+  --work-ms 500 --jitter-ms "$JITTER_MS" --progress-steps "${PROGRESS_STEPS:-1}" --fail-devices "$FAILING" --duration 3600 --quiet --events "$WORK/events.jsonl" \
   > "$WORK/sim.json" 2>"$WORK/sim.err" &
 SIM_PID=$!; PIDS+=($SIM_PID)
 for _ in $(seq 1 600); do [ "$(bench_metric 'ota_controller_devices_known')" -ge "$DEVICES" ] && break; sleep 0.1; done

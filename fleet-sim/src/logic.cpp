@@ -94,9 +94,13 @@ Outcome Logic::outcome(const Device& d, const std::string& rollout, const std::s
     return Outcome::succeed;
 }
 
+// The reports of one update, as the agent sends them (docs/agent.md, "Status reports"):
+// downloading where it starts and --progress-steps - 1 more progress reports (a download that
+// lasts; never 100 %), verifying, installing, health_checking only with --health-check (or when
+// the failure is the health check's), the final stage.
 std::vector<Step> Logic::plan(Outcome outcome) const {
     std::vector<Step> steps;
-    for (int k = 0; k <= o_.progress_steps; ++k) steps.push_back({"downloading", k * 100 / o_.progress_steps, {}});
+    for (int k = 0; k < o_.progress_steps; ++k) steps.push_back({"downloading", k * 100 / o_.progress_steps, {}});
     if (outcome == Outcome::silent) {
         steps.resize(1);
         return steps;
@@ -113,7 +117,8 @@ std::vector<Step> Logic::plan(Outcome outcome) const {
         steps.push_back({"failed", {}, failure});
         return steps;
     }
-    steps.push_back({"health_checking", {}, {}});
+    if (o_.health_check || (outcome == Outcome::fail && o_.fail_code == "health_check_failed"))
+        steps.push_back({"health_checking", {}, {}});
     if (outcome == Outcome::fail) steps.push_back({"rolled_back", {}, failure});
     else steps.push_back({"succeeded", {}, {}});
     return steps;
@@ -345,8 +350,7 @@ void Logic::on_download_done(Device& d, const std::string& component, std::uint3
         report(d, component, job.version, job.rollout, failed);
         return finish(d, component, failed);
     }
-    ++counters_.downloads_ok;
-    report(d, component, job.version, job.rollout, Step{"downloading", 100, {}});
+    ++counters_.downloads_ok;  // (no "downloading 100": verifying, next, says it is done)
     io_.schedule(d, job.step_delay, component, job.gen);
 }
 

@@ -157,8 +157,10 @@ Command parse_command_line(int argc, const char* const* argv) {
     app.add_option("--work-ms", o.work_ms, "Time from the first status to the final one")->capture_default_str()->group("Behaviour");
     app.add_option("--jitter-ms", o.jitter_ms, "Up to this much more work time per update (uniform)")
         ->capture_default_str()->group("Behaviour");
-    app.add_option("--progress-steps", o.progress_steps, "downloading reports: progress 0 .. 100 in this many steps")
+    app.add_option("--progress-steps", o.progress_steps,
+                   "downloading reports per update: 0 %, then evenly up to (not including) 100 % (the agent: 1 for a quick download)")
         ->capture_default_str()->group("Behaviour");
+    app.add_flag("--health-check", o.health_check, "Report health_checking (components with a health check)")->group("Behaviour");
     app.add_option("--fail-rate", o.fail_rate, "Fraction of updates that fail (stable per device and rollout)")
         ->capture_default_str()->group("Behaviour");
     app.add_option("--fail-devices", fail_devices, "Devices whose updates fail (comma-separated, repeatable)")->group("Behaviour");

@@ -54,7 +54,8 @@ struct SimOptions {
     bool verify_each{false};      // verify every offer (default: once per distinct envelope)
     int work_ms{1000};
     int jitter_ms{0};
-    int progress_steps{2};
+    int progress_steps{1};  // downloading reports per update (the agent: 1 for a quick download)
+    bool health_check{false};  // report health_checking (a device whose component has a health check)
     double fail_rate{0};
     std::set<std::string> fail_devices;
     std::set<std::string> fail_versions;  // failures only for these versions (all devices fail if no rate/list)
