@@ -120,6 +120,7 @@ private:
     void on_inventory(const std::string& device, const std::string& payload, bool retained, TimePoint now);
     void on_online(const std::string& device, const std::string& payload, TimePoint now);
     void on_status(const std::string& device, const std::string& component, const std::string& payload, TimePoint now);
+    [[nodiscard]] std::size_t components_seen(const std::string& device) const;
     // Where a request came from: control/request/<user> may act, control/query/<user> only reads
     // (the ACL lets viewers write their query topic, never their request topic).
     enum class Access { act, read };

@@ -121,6 +121,14 @@ void Engine::on_inventory(const std::string& device, const std::string& payload,
     if (r.ok() && comps)
         for (const auto& [k, v] : comps->items())
             if (!v.is_string() && !v.is_null()) r.fail("components." + k, "expected a version string or null");
+    if (r.ok() && comps && comps->size() > cfg_.max_components_per_device) {
+        count("too_many_components");
+        if (should_log("too many components", now))
+            lg.warn("inventory with too many components dropped",
+                    {{"device", device}, {"components", std::to_string(comps->size())},
+                     {"max_components_per_device", std::to_string(cfg_.max_components_per_device)}});
+        return;
+    }
     if (!r.ok()) {
         count("malformed");
         if (should_log("malformed inventory", now))
@@ -242,6 +250,14 @@ void Engine::on_status(const std::string& device, const std::string& component, 
             lg.warn("status from an unknown device dropped", {{"device", device}, {"component", component}});
         return;
     }
+    if (!seqs_.contains({device, component}) && components_seen(device) >= cfg_.max_components_per_device) {
+        count("too_many_components");
+        if (should_log("too many components", now))
+            lg.warn("status for one component too many dropped",
+                    {{"device", device}, {"component", component},
+                     {"max_components_per_device", std::to_string(cfg_.max_components_per_device)}});
+        return;
+    }
     const auto seq = *int_field(*j, "seq");
     auto& last = seqs_[{device, component}];
     if (seq <= last) {
@@ -274,6 +290,14 @@ void Engine::on_status(const std::string& device, const std::string& component, 
     store_.put_member(m);
     count("applied");
     if (is_live(r.row.state)) touched_.insert(r.row.id);  // evaluated once per batch (flush)
+}
+
+// How many component names of `device` have status rows (counted up to the bound, not past it).
+std::size_t Engine::components_seen(const std::string& device) const {
+    std::size_t n = 0;
+    for (auto it = seqs_.lower_bound({device, std::string()}); it != seqs_.end() && it->first.first == device; ++it)
+        if (++n >= cfg_.max_components_per_device) break;
+    return n;
 }
 
 void Engine::flush(TimePoint now) {

@@ -215,6 +215,7 @@ nlohmann::ordered_json ControllerConfig::to_json() const {
     j["state_interval_ms"] = state_interval.count();
     j["summary_interval_ms"] = summary_interval.count();
     j["max_payload"] = max_payload;
+    j["max_components_per_device"] = max_components_per_device;
     auto& fl = j["fleets"] = nlohmann::ordered_json::array();
     for (const auto& f : fleets) {
         nlohmann::ordered_json fj;
@@ -263,6 +264,7 @@ Expected<ControllerConfig> parse_controller_config(const nlohmann::json& json) {
     if (auto v = r.opt_u64("summary_interval_ms"))
         c.summary_interval = std::chrono::milliseconds(static_cast<std::int64_t>(std::min<std::uint64_t>(*v, 3'600'000)));
     if (auto v = r.opt_u64("max_payload")) c.max_payload = *v;
+    if (auto v = r.opt_u64("max_components_per_device")) c.max_components_per_device = std::max<std::uint64_t>(*v, 1);
     const auto* fleets = r.raw("fleets");
     if (r.ok() && (!fleets || !fleets->is_array() || fleets->empty())) r.fail("fleets", "expected a non-empty list of fleets");
     std::set<std::string> names;

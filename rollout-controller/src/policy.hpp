@@ -95,6 +95,9 @@ struct ControllerConfig {
     std::chrono::milliseconds state_interval{1000};  // rollouts/<id> at most this often while counts change
     std::chrono::milliseconds summary_interval{2000};  // the fleet summary at most this often while it changes
     std::size_t max_payload{64 * 1024};              // larger status/inventory payloads are dropped
+    // A device's component names (status topics, inventory entries) past this many are dropped:
+    // each becomes state (a seq row, summary counts), and a device chooses its topic names.
+    std::size_t max_components_per_device{64};
     std::vector<Fleet> fleets;
     std::string log_format{"plain"};
     std::string log_level{"info"};

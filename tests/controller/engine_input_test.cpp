@@ -135,6 +135,37 @@ TEST(EngineInput, HostileMessagesOnEveryTopicAreCountedAndDroppedAndTheRolloutGo
     EXPECT_EQ(st["waves"][1]["state"], "open");
 }
 
+// A device chooses its topic names, and each component name becomes state in the controller (a
+// seq row, summary counts): past max_components_per_device they are counted and dropped, while
+// the names it has keep working.
+TEST(EngineInput, ADeviceCannotMakeTheControllerKeepUnboundedComponents) {
+    EngineRig rig(json::array({{{"name", "canary"}, {"devices", {dev(1)}}, {"max_failures", 1}}, {{"name", "broad"}}}));
+    rig.cfg.max_components_per_device = 4;
+    rig.open();
+    rig.device(dev(1), "1.0.0");
+    rig.release("1.1.0");
+    const std::string id = "plant.app.1.1.0";
+    rig.status(dev(1), 1, "downloading", id);  // "app": one name
+    for (int i = 0; i < 100; ++i)
+        rig.msg("ota/v1/devices/" + dev(1) + "/status/junk-" + std::to_string(i),
+                json{{"device", dev(1)}, {"seq", 1}, {"stage", "downloading"}});
+    EXPECT_EQ(counted(rig, "too_many_components"), 97u) << "app and three junk names are kept";
+    json many = json::object();
+    for (int i = 0; i < 5; ++i) many["c" + std::to_string(i)] = "1.0";
+    rig.msg("ota/v1/devices/" + dev(1) + "/inventory",
+            json{{"device", dev(1)}, {"platform", "linux/amd64"}, {"labels", json::object()}, {"components", many}});
+    EXPECT_EQ(counted(rig, "too_many_components"), 98u) << "an inventory listing more than the bound";
+    // the component it has still works: the rollout moves on
+    rig.status(dev(1), 2, "succeeded", id);
+    const auto st = rig.state(id);
+    EXPECT_EQ(st["waves"][0]["succeeded"], 1);
+    EXPECT_EQ(st["waves"][0]["state"], "done");
+    // the bound survives a restart (the seq rows are the controller's memory of the names)
+    rig.open();
+    rig.msg("ota/v1/devices/" + dev(1) + "/status/junk-500", json{{"device", dev(1)}, {"seq", 1}, {"stage", "downloading"}});
+    EXPECT_EQ(counted(rig, "too_many_components"), 1u) << "counted again after the restart";
+}
+
 // Log lines of hostile input are written (never an exception), valid UTF-8, and bounded.
 TEST(EngineInput, LogLinesOfInvalidUtf8AreValidAndBounded) {
     for (const auto format : {ota::log::Format::plain, ota::log::Format::json}) {
