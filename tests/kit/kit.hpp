@@ -110,6 +110,7 @@ struct Pki {
 struct PkiOptions {
     int devices{3};
     std::vector<std::string> sans;  // "IP:10.78.1.1", "DNS:broker.site": added to broker and artifacts
+    std::vector<std::string> clients;  // more client certificates by name (make-dev-certs --device), e.g. a site's bridge
 };
 [[nodiscard]] Pki make_pki(const fs::path& dir, const PkiOptions& options = {});
 
@@ -155,6 +156,12 @@ struct BrokerOptions {
     // file (a copy of password_file, merged, when both are given) and to the ACL fragment that
     // render-broker-config appends to broker-config/acl.
     std::vector<ConsoleUser> console_users{};
+    // A core broker: the ACL blocks of these sites' bridges (render-broker-config --site).
+    std::vector<std::string> sites{};
+    // A site broker: its bridge to the core at bridge_to ("127.0.0.1:PORT") as bridge_name, with
+    // that name's client certificate from the Pki (render-broker-config --bridge-to).
+    std::string bridge_to{};
+    std::string bridge_name{};
 };
 class Broker {
 public:

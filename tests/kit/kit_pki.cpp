@@ -15,10 +15,12 @@ fs::path Pki::cert(std::string_view who) const { return dir / (std::string(who) 
 fs::path Pki::key(std::string_view who) const { return dir / (std::string(who) + ".key"); }
 
 namespace {
-void make_dev_certs(const fs::path& dir, int devices, const std::vector<std::string>& sans) {
+void make_dev_certs(const fs::path& dir, int devices, const std::vector<std::string>& sans,
+                    const std::vector<std::string>& clients = {}) {
     std::vector<std::string> argv{(source_dir() / "scripts" / "make-dev-certs").string(), dir.string(), "--devices",
                                   std::to_string(devices)};
     for (const auto& s : sans) argv.insert(argv.end(), {"--san", s});
+    for (const auto& c : clients) argv.insert(argv.end(), {"--device", c});
     // The script keeps the CA and the certificates already made, and adds the missing devices.
     const auto r = run(argv, 60s);
     if (r.exit_code != 0)
@@ -44,7 +46,7 @@ const Pki& shared_pki(int devices) {
 }
 
 Pki make_pki(const fs::path& dir, const PkiOptions& options) {
-    make_dev_certs(dir, options.devices, options.sans);
+    make_dev_certs(dir, options.devices, options.sans, options.clients);
     return Pki{dir};
 }
 

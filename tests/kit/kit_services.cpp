@@ -114,8 +114,12 @@ std::string Broker::render() const {
                                   "--bind", options_.bind_address};
     if (sim_port_ != 0) argv.insert(argv.end(), {"--sim-listener", std::to_string(sim_port_)});
     if (console_port_ != 0)
-        argv.insert(argv.end(), {"--console-listener", std::to_string(console_port_), "--console-acl", (dir_ / "console.acl").string(),
-                                 "--acl-out", (dir_ / "acl").string()});
+        argv.insert(argv.end(), {"--console-listener", std::to_string(console_port_), "--console-acl", (dir_ / "console.acl").string()});
+    for (const auto& site : options_.sites) argv.insert(argv.end(), {"--site", site});
+    if (console_port_ != 0 || !options_.sites.empty() || !options_.bridge_to.empty())
+        argv.insert(argv.end(), {"--acl-out", (dir_ / "acl").string()});
+    if (!options_.bridge_to.empty())
+        argv.insert(argv.end(), {"--bridge-to", options_.bridge_to, "--bridge-name", options_.bridge_name});
     // One password file for both plain-TCP listeners (password_file is global): with console
     // users it is the merged copy.
     if (console_port_ != 0) argv.insert(argv.end(), {"--password-file", (dir_ / "passwd").string()});
