@@ -117,3 +117,34 @@ TEST_F(BrokerBridge, TheAclAtEachLevelStillSaysWhoWritesWhat) {
     pub(*core, "site-a", kStatus, R"({"seq":1,"stage":"downloading"})");
     EXPECT_EQ(retained(*core, "operator", kStatus), R"({"seq":1,"stage":"downloading"})");
 }
+
+// Bad options of the bridge's renderer: one line that names the option and the cause, exit 2 (or
+// 1 for a missing certificate), nothing written.
+TEST(BridgeConfig, BadSiteAndBridgeOptionsAreRefusedWithTheCause) {
+    kit::TempDir dir{"ota-bridge-cfg"};
+    const auto pki = kit::make_pki(dir / "pki", {.devices = 1, .sans = {}, .clients = {}});
+    const auto script = (kit::source_dir() / "scripts" / "render-broker-config").string();
+    const std::vector<std::string> base{script, "--port", "1", "--certs", pki.dir.string(), "--data", (dir / "d").string(),
+                                        "--acl", (kit::source_dir() / "broker-config" / "acl").string()};
+    struct Case {
+        std::vector<std::string> extra;
+        int exit_code;
+        std::string message;
+    };
+    const std::vector<Case> cases{
+        {{"--site", "a/b", "--acl-out", (dir / "acl").string()}, 2, "--site \"a/b\" is not a valid name"},
+        {{"--site", "site-a"}, 2, "--acl-out go together"},
+        {{"--bridge-to", "127.0.0.1:1", "--acl-out", (dir / "acl").string()}, 2, "--bridge-to and --bridge-name go together"},
+        {{"--bridge-to", "127.0.0.1:1", "--bridge-name", "site-x", "--acl-out", (dir / "acl").string()}, 1,
+         "--bridge-name site-x: cannot read " + (pki.dir / "site-x.pem").string()},
+    };
+    for (const auto& c : cases) {
+        auto argv = base;
+        argv.insert(argv.end(), c.extra.begin(), c.extra.end());
+        const auto r = kit::run(argv, 10s);
+        EXPECT_EQ(r.exit_code, c.exit_code) << c.message << ": " << r.err;
+        EXPECT_NE(r.err.find(c.message), std::string::npos) << r.err;
+        EXPECT_TRUE(r.out.empty()) << "no config on a refusal";
+    }
+    EXPECT_FALSE(std::filesystem::exists(dir / "acl")) << "no ACL written on a refusal";
+}
