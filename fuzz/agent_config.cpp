@@ -4,7 +4,8 @@
 // (to_json, what `ota-agent --print-config` shows) to a document that loads to the same printout;
 // its write paths (the sandbox's ReadWritePaths=) are absolute, normal, sorted and none inside
 // another, and the drop-in has exactly one quoted ReadWritePaths= line per path and no other
-// setting (a target cannot smuggle a line into the unit).
+// setting (a target cannot smuggle a line into the unit). A site cache maps only URLs of its own
+// origin, to a URL under the cache's prefix.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -29,6 +30,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const auto again = ota::agent::parse_agent_config(nlohmann::json::parse(printed.dump()));
     OTA_FUZZ_CHECK(again.has_value(), "the printed config does not load: " + printed.dump() + " -> " + again.error().describe());
     OTA_FUZZ_CHECK(again->to_json() == printed, "print/load not stable: " + printed.dump() + " vs " + again->to_json().dump());
+
+    for (const auto& [origin, cache] : c->download_caches) {
+        const auto mapped = ota::agent::cache_url(*c, origin + "a/b.bin");
+        OTA_FUZZ_CHECK(mapped && mapped->starts_with("https://") && mapped->ends_with("a/b.bin"), origin + " -> " + mapped.value_or("none"));
+        const auto longer = origin.substr(0, origin.size() - 1) + ".evil/x";
+        bool other_origin = false;
+        for (const auto& [o, unused] : c->download_caches) other_origin = other_origin || longer.starts_with(o);
+        OTA_FUZZ_CHECK(other_origin || !ota::agent::cache_url(*c, longer), "a longer name matched " + origin);
+    }
 
     const auto paths = c->write_paths();
     for (std::size_t i = 0; i < paths.size(); ++i) {

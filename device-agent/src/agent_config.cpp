@@ -113,7 +113,27 @@ std::string unit_quoted(const std::string& value) {
     return out + "\"";
 }
 
+// "https://HOST[:PORT]/" with an optional path that ends in "/": a prefix that cannot match a
+// longer host name ("https://cdn.example.com" would match "https://cdn.example.com.evil/").
+bool is_url_prefix(std::string_view url) {
+    constexpr std::string_view scheme = "https://";
+    if (!url.starts_with(scheme) || !url.ends_with('/') || url.size() > 2048) return false;
+    const auto rest = url.substr(scheme.size());
+    const auto slash = rest.find('/');
+    if (slash == 0) return false;
+    const auto authority = rest.substr(0, slash);
+    for (const char ch : url)
+        if (static_cast<unsigned char>(ch) <= ' ' || ch == 0x7f || ch == '?' || ch == '#' || ch == '\\') return false;
+    return authority.find('@') == std::string_view::npos;
+}
+
 }  // namespace
+
+std::optional<std::string> cache_url(const AgentConfig& config, std::string_view url) {
+    for (const auto& [origin, cache] : config.download_caches)
+        if (url.starts_with(origin)) return cache + std::string(url.substr(origin.size()));
+    return std::nullopt;
+}
 
 std::vector<fs::path> AgentConfig::write_paths() const {
     std::vector<fs::path> paths{normal_dir(state_dir)};
@@ -214,6 +234,16 @@ Expected<AgentConfig> parse_agent_config(const nlohmann::json& json) {
         c.download_total_deadline = seconds_or(dr, "total_deadline_s", c.download_total_deadline);
         if (auto a = dr.opt_u64("attempts")) c.download_attempts = static_cast<int>(*a);
         c.download_retry_window = seconds_or(dr, "retry_window_s", c.download_retry_window);
+        for (const auto& [origin, cache] : dr.str_map("caches")) {
+            const auto problem = [&](const std::string& what) { dr.fail("caches", what); };
+            if (!is_url_prefix(origin)) problem("origin \"" + origin + "\" must be https://HOST[:PORT]/[PATH/] ending in /");
+            else if (!is_url_prefix(cache)) problem("cache \"" + cache + "\" (for " + origin + ") must be https://HOST[:PORT]/[PATH/] ending in /");
+            else c.download_caches.emplace_back(origin, cache);
+        }
+        // The longest origin prefix first: it is the most specific.
+        std::stable_sort(c.download_caches.begin(), c.download_caches.end(),
+                         [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+        c.cache_fallback = dr.boolean("cache_fallback", c.cache_fallback);
         dr.reject_unknown();
         if (!dr.ok()) return std::unexpected(*dr.error());
     }
@@ -287,6 +317,11 @@ nlohmann::ordered_json AgentConfig::to_json() const {
                      {"low_speed_time_s", low_speed_time.count()}, {"stall_timeout_s", download_stall_timeout.count()},
                      {"deadline_s", download_deadline.count()}, {"total_deadline_s", download_total_deadline.count()},
                      {"attempts", download_attempts}, {"retry_window_s", download_retry_window.count()}};
+    if (!download_caches.empty()) {
+        auto& caches = j["download"]["caches"] = nlohmann::ordered_json::object();
+        for (const auto& [origin, cache] : download_caches) caches[origin] = cache;
+        j["download"]["cache_fallback"] = cache_fallback;
+    }
     j["status"] = {{"progress_interval_s", progress_interval.count()}, {"progress_step_percent", progress_step_percent}};
     j["auto_update"] = auto_update;
     if (update_window) j["update_window"] = update_window->to_json();

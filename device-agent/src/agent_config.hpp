@@ -76,6 +76,14 @@ struct AgentConfig {
     std::chrono::seconds download_total_deadline{6 * 3600};  // the whole download, all attempts
     int download_attempts{5};
     std::chrono::seconds download_retry_window{600};  // ...and no progress for this long: give up
+    // Site artifact caches (docs/multisite.md): an artifact URL that starts with an origin prefix
+    // ("https://artifacts.example.com/") is fetched with that prefix replaced by the site cache's
+    // ("https://ota-cache.plant-a.lan:8443/"), the longest matching prefix first. The signed size
+    // and SHA-256 still decide: when the download from the cache fails (unreachable, an HTTP
+    // error, a stall, a wrong hash: a poisoned cache), and cache_fallback is on, the agent fetches
+    // from the origin once.
+    std::vector<std::pair<std::string, std::string>> download_caches;  // (origin prefix, cache prefix)
+    bool cache_fallback{true};
 
     // Status reports of download progress (device-agent/src/progress.hpp): at most one per
     // interval, and only after this many more percent.
@@ -111,6 +119,10 @@ struct AgentConfig {
 // yet does not keep the agent from starting. Written by the generator at boot and daemon-reload
 // (packaging/ota-agent-generator, docs/systemd.md "Install targets").
 [[nodiscard]] std::string sandbox_dropin(const AgentConfig& config, const std::filesystem::path& config_path);
+
+// The URL to fetch `url` from: through the site cache whose origin prefix it starts with (the
+// longest), or nullopt when no cache mirrors it.
+[[nodiscard]] std::optional<std::string> cache_url(const AgentConfig& config, std::string_view url);
 
 // Whether this device's config allows the release's install type and target for the component.
 [[nodiscard]] Expected<void> check_install_allowed(const ComponentSettings& settings, const Manifest& manifest);

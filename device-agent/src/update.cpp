@@ -167,13 +167,26 @@ bool Agent::Impl::download_step(const std::string& component, const Manifest& m,
         systemd::alive();  // polled through the transfer, stalls included (bounded by the stall timeout)
         return g_stop.load();
     };
+    // Through the site cache when one mirrors the artifact's origin; the signed size and SHA-256
+    // hold either way. A failed download from the cache is tried once from the origin.
+    const auto via_cache = cache_url(cfg, m.artifact.url);
+    if (via_cache) d.url = *via_cache;
     auto r = download::fetch(d);
+    if (!r && via_cache && cfg.cache_fallback && !g_stop && r.error().code != ErrorCode::disk_full &&
+        r.error().code != ErrorCode::io_error) {
+        log.warn("the site cache failed; fetching from the origin",
+                 {{"component", component}, {"cache_url", *via_cache}, {"url", m.artifact.url},
+                  {"error", r.error().describe()}});
+        download::discard_partial(artifact);
+        d.url = m.artifact.url;
+        r = download::fetch(d);
+    }
     if (!r) {
         if (g_stop) return false;  // stopping: the partial download is resumed next start
         to_rollback(j, transition(Stage::downloading).final_on_failure, r.error());
         return true;
     }
-    log.info("downloaded", {{"component", component}, {"bytes", std::to_string(r->bytes_transferred)},
+    log.info("downloaded", {{"component", component}, {"url", d.url}, {"bytes", std::to_string(r->bytes_transferred)},
                             {"resumed_from", std::to_string(r->resumed_from)}, {"attempts", std::to_string(r->attempts)}});
     advance(j, *transition(Stage::downloading).on_success);
     return true;

@@ -40,6 +40,13 @@ TEST(AgentConfig, ErrorsNameTheFieldPath) {
         {{{"components", {{"m", {{"type", "docker-image"}, {"target", "/srv"}}}}}}, "agent.components.m.target: a docker-image component takes no target"},
         {{{"components", {{"m", {{"type", "self"}, {"target", "/usr/bin/ota-agent"}}}}}}, "agent.components.m.target: a self component takes no target"},
         {{{"components", {{"m", {{"type", "binary"}, {"target", "/usr/local/bin/"}}}}}}, "agent.components.m.target: a binary's target is the binary's path"},
+        {{{"download", {{"caches", {{"http://cloud/", "https://site/"}}}}}}, "agent.download.caches: origin \"http://cloud/\" must be https://"},
+        {{{"download", {{"caches", {{"https://cloud", "https://site/"}}}}}}, "agent.download.caches: origin \"https://cloud\" must be"},
+        {{{"download", {{"caches", {{"https://cloud/", "https://site:8443"}}}}}}, "agent.download.caches: cache \"https://site:8443\" (for https://cloud/) must be"},
+        {{{"download", {{"caches", {{"https://cloud/", "https://user@site/"}}}}}}, "agent.download.caches: cache \"https://user@site/\""},
+        {{{"download", {{"caches", {{"https:///", "https://site/"}}}}}}, "agent.download.caches: origin \"https:///\""},
+        {{{"download", {{"caches", {{"https://cloud/", 5}}}}}}, "agent.download.caches.https://cloud/: expected a string"},
+        {{{"download", {{"cache_fallback", "yes"}}}}, "agent.download.cache_fallback: expected true or false"},
     };
     for (const auto& c : cases) {
         auto j = base();
@@ -47,9 +54,27 @@ TEST(AgentConfig, ErrorsNameTheFieldPath) {
         auto r = parse_agent_config(j);
         ASSERT_FALSE(r) << c.patch.dump();
         EXPECT_EQ(r.error().code, ota::ErrorCode::config_invalid);
-        EXPECT_EQ(r.error().message.rfind(c.expected, 0), 0u) << r.error().message;
+        EXPECT_EQ(r.error().message.rfind(c.expected, 0), 0u) << c.patch.dump() << ": " << r.error().message;
     }
     EXPECT_TRUE(parse_agent_config(base()));
+}
+
+// Site caches: the longest origin prefix wins; a URL of another origin goes direct.
+TEST(AgentConfig, ArtifactURLsOfACachedOriginGoThroughTheSiteCache) {
+    auto j = base();
+    j["download"] = {{"caches", {{"https://cloud.example.com/", "https://cache.site-a.lan:8443/"},
+                                 {"https://cloud.example.com/big/", "https://bulk.site-a.lan/cloud-big/"}}},
+                     {"cache_fallback", false}};
+    auto r = parse_agent_config(j);
+    ASSERT_TRUE(r) << r.error().describe();
+    EXPECT_FALSE(r->cache_fallback);
+    EXPECT_EQ(ota::agent::cache_url(*r, "https://cloud.example.com/models/m-1.trt"), "https://cache.site-a.lan:8443/models/m-1.trt");
+    EXPECT_EQ(ota::agent::cache_url(*r, "https://cloud.example.com/big/image.tar"), "https://bulk.site-a.lan/cloud-big/image.tar");
+    EXPECT_EQ(ota::agent::cache_url(*r, "https://cloud.example.com.evil/m.trt"), std::nullopt);
+    EXPECT_EQ(ota::agent::cache_url(*r, "https://other.example.com/m.trt"), std::nullopt);
+    EXPECT_TRUE(parse_agent_config(r->to_json()));
+    EXPECT_EQ(parse_agent_config(r->to_json())->download_caches, r->download_caches) << "to_json round-trips";
+    EXPECT_TRUE(parse_agent_config(base())->cache_fallback) << "the default";
 }
 
 TEST(AgentConfig, ComponentInstallSettings) {

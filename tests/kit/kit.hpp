@@ -223,6 +223,11 @@ public:
         // Non-zero: the web console's server (render-nginx-config --console-proxy): CSP headers,
         // MIME types, /mqtt proxied to websockify on this loopback port.
         int console_proxy{0};
+        // Non-empty: a site artifact cache in front of this origin (render-nginx-config
+        // --cache-origin, "https://127.0.0.1:PORT/"; verified as "localhost" against the Pki's CA),
+        // in pieces of cache_slice. root() is then not served; cache_dir() holds the cache.
+        std::string cache_origin;
+        std::string cache_slice{"1m"};
     };
     explicit ArtifactServer(const Pki& pki) : ArtifactServer(pki, Options{}) {}
     ArtifactServer(const Pki& pki, const Options& options);
@@ -231,9 +236,11 @@ public:
     ArtifactServer& operator=(const ArtifactServer&) = delete;
     [[nodiscard]] int port() const { return port_; }
     [[nodiscard]] const fs::path& root() const { return root_; }
+    [[nodiscard]] fs::path cache_dir() const { return dir_ / "cache"; }
     [[nodiscard]] std::string url(std::string_view path) const;  // "https://<listen address>:<port>/<path>"
     [[nodiscard]] std::string log() const;
-    // nginx's access log (one line per request: "... \"GET /path HTTP/1.1\" status bytes ...").
+    // nginx's access log (one line per request: "... \"GET /path HTTP/1.1\" status bytes ...";
+    // a cache's lines end with cache=HIT, MISS, ...).
     [[nodiscard]] std::string access_log() const;
 
 private:

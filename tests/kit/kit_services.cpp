@@ -194,6 +194,9 @@ ArtifactServer::ArtifactServer(const Pki& pki, const Options& options)
         for (const auto& d : options.server) argv.insert(argv.end(), {"--server", d});
         for (const auto& [prefix, d] : options.locations) argv.insert(argv.end(), {"--location", prefix, d});
         if (options.console_proxy > 0) argv.insert(argv.end(), {"--console-proxy", std::to_string(options.console_proxy)});
+        if (!options.cache_origin.empty())
+            argv.insert(argv.end(), {"--cache-origin", options.cache_origin, "--cache-origin-name", "localhost", "--cache-dir",
+                                     cache_dir().string(), "--cache-ca", pki_.ca().string(), "--cache-slice", options.cache_slice});
         auto rendered = run(argv, 10s);
         if (rendered.exit_code != 0) fail("scripts/render-nginx-config failed: " + rendered.err);
         write_file(conf, rendered.out);
