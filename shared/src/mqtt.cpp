@@ -448,18 +448,13 @@ void Client::Impl::dispatch_loop() {
         auto on_msg = message_handler;
         auto on_conn = connection_handler;
         lock.unlock();
-        try {
+        run_handler(where, [&] {
             if (auto* m = std::get_if<Message>(&ev)) {
                 if (on_msg && *on_msg) (*on_msg)(*m);
             } else if (on_conn && *on_conn) {
                 (*on_conn)(std::get<ConnEvent>(ev).up);
             }
-        } catch (const std::exception& e) {
-            // A throwing handler must not end the dispatch thread (or the process).
-            std::fprintf(stderr, "ota::mqtt: handler threw on %s: %s\n", where.c_str(), e.what());
-        } catch (...) {
-            std::fprintf(stderr, "ota::mqtt: handler threw on %s\n", where.c_str());
-        }
+        });
         lock.lock();
     }
 }
@@ -477,15 +472,8 @@ Expected<void> Client::Impl::connect() {
     }
     // Name an unreadable key file directly rather than as a failed handshake.
     if (is_tls_uri(opts.broker)) {
-        const std::pair<const char*, const std::string*> files[] = {
-            {"CA file", &opts.cafile}, {"client certificate", &opts.certfile}, {"private key", &opts.keyfile}};
-        for (const auto& [what, path] : files) {
-            if (path->empty()) continue;
-            if (auto problem = read_problem(*path); !problem.empty()) {
-                return fail(ErrorCode::mqtt_connect_failed,
-                            "cannot connect to " + where + ": cannot read the " + what + " '" + *path + "': " + problem);
-            }
-        }
+        if (const auto problem = tls_files_problem(opts.cafile, opts.certfile, opts.keyfile); !problem.empty())
+            return fail(ErrorCode::mqtt_connect_failed, "cannot connect to " + where + ": " + problem);
     }
     std::uint64_t seq = 0;
     {
