@@ -154,6 +154,16 @@ struct Rig {
         OTA_FUZZ_CHECK(in_fleets <= devices, "fleets hold more devices than the summary: " + doc.dump());
     }
     void message(std::string topic, std::string payload, bool retained = false) {
+        // The service's look at the raw payload (failure reports first) never throws and agrees
+        // with the JSON where the JSON has a string stage.
+        const bool urgent = ota::controller::is_failure_report(topic, payload);
+        if (const auto j = json::parse(payload, nullptr, false); urgent && j.is_object() && j.contains("stage") &&
+                                                                   j["stage"].is_string() && topic.find("/status/") != std::string::npos) {
+            const auto stage = j["stage"].get<std::string>();
+            // A duplicate "stage" key: the scan reads the first, nlohmann the last.
+            if (payload.find("\"stage\"") == payload.rfind("\"stage\""))
+                OTA_FUZZ_CHECK(stage == "failed" || stage == "rolled_back" || stage == "rejected", "urgent but stage " + stage);
+        }
         Store::Batch batch(*store);
         engine->on_message({.topic = std::move(topic), .payload = std::move(payload), .qos = 1, .retained = retained}, now);
         engine->flush(now);

@@ -19,6 +19,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -55,6 +56,12 @@ struct IngestCounters {
     std::map<std::string, std::uint64_t> by_result;  // applied duplicate out_of_order malformed oversize unknown_device other_rollout ...
     std::uint64_t halts{0};
 };
+
+// A device's status report that can halt a wave: stage failed, rolled_back or rejected (read
+// without parsing the JSON; a payload it misjudges is only handled in arrival order). The service
+// applies these before the rest of an ingest batch, so a failure does not wait behind thousands of
+// progress reports (docs/controller.md, "Ingest").
+[[nodiscard]] bool is_failure_report(std::string_view topic, std::string_view payload);
 
 class Engine {
 public:

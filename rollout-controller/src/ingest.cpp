@@ -8,6 +8,24 @@
 namespace ota::controller {
 using namespace detail;
 
+bool is_failure_report(std::string_view topic, std::string_view payload) {
+    if (topic.find("/status/") == std::string_view::npos) return false;
+    constexpr std::string_view key = "\"stage\"";
+    for (auto at = payload.find(key); at != std::string_view::npos; at = payload.find(key, at + 1)) {
+        auto rest = payload.substr(at + key.size());
+        const auto value = rest.find_first_not_of(" \t\r\n");
+        if (value == std::string_view::npos || rest[value] != ':') continue;
+        rest = rest.substr(value + 1);
+        const auto quote = rest.find_first_not_of(" \t\r\n");
+        if (quote == std::string_view::npos || rest[quote] != '"') continue;
+        rest = rest.substr(quote + 1);
+        for (std::string_view stage : {"failed\"", "rolled_back\"", "rejected\""})
+            if (rest.starts_with(stage)) return true;
+        return false;
+    }
+    return false;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Messages
 

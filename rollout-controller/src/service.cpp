@@ -6,7 +6,9 @@
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
 
+#include <algorithm>
 #include <condition_variable>
+#include <iterator>
 #include <deque>
 #include <mutex>
 #include <optional>
@@ -275,15 +277,33 @@ int run_service(const ControllerConfig& cfg, std::atomic<bool>& stop) {
         const auto now = Clock::now();
         const bool tick = now >= next_tick;
         if (batch.empty() && !tick) continue;
-        if (!step([&] {
-                for (const auto& e : batch) {
+        const auto apply = [&](const std::deque<Event>& events, bool with_tick) {
+            return step([&] {
+                for (const auto& e : events) {
                     if (e.connection) engine.on_connection(*e.connection, now);
                     else engine.on_message(e.message, now);
                 }
                 engine.flush(now);
-                if (tick) engine.tick(now);
-            }))
-            return 1;
+                if (with_tick) engine.tick(now);
+            });
+        };
+        // Failure reports first, in a step of their own: a halt they cause is written and handed
+        // to the publisher before the rest of the batch (progress reports, mostly) is applied.
+        std::deque<Event> urgent;
+        if (batch.size() > 1) {
+            const auto first_other = std::stable_partition(batch.begin(), batch.end(), [](const Event& e) {
+                return !e.connection && is_failure_report(e.message.topic, e.message.payload);
+            });
+            if (first_other != batch.begin() && first_other != batch.end()) {
+                urgent.assign(std::make_move_iterator(batch.begin()), std::make_move_iterator(first_other));
+                batch.erase(batch.begin(), first_other);
+            }
+        }
+        if (!urgent.empty()) {
+            if (!apply(urgent, false)) return 1;
+            metrics.batches.Increment();
+        }
+        if (!apply(batch, tick)) return 1;
         metrics.batches.Increment();
         if (tick) next_tick = now + cfg.tick;
         if (now >= next_metrics) {

@@ -473,3 +473,20 @@ TEST(Engine, AQueryTopicAnswersReadCommandsAndRefusesTheRest) {
     EXPECT_EQ(rig.state(id)["state"], "active");
     EXPECT_EQ(rig.store->audit_log("", 100).size(), audit_before);
 }
+
+// The reports the service applies ahead of the rest of a batch: the stages that can halt a wave,
+// read from the raw payload however the JSON is spaced; nothing else.
+TEST(Ingest, FailureReportsAreToldApartWithoutParsing) {
+    using ota::controller::is_failure_report;
+    const std::string status = "ota/v1/devices/d1/status/app";
+    EXPECT_TRUE(is_failure_report(status, R"({"stage":"failed","seq":3})"));
+    EXPECT_TRUE(is_failure_report(status, R"({"seq":3, "stage" : "rolled_back"})"));
+    EXPECT_TRUE(is_failure_report(status, "{\"stage\":\n\t\"rejected\",\"error\":{\"code\":\"signature_invalid\"}}"));
+    EXPECT_FALSE(is_failure_report(status, R"({"stage":"downloading","progress":50})"));
+    EXPECT_FALSE(is_failure_report(status, R"({"stage":"succeeded"})"));
+    EXPECT_FALSE(is_failure_report(status, R"({"stage":"failed_over"})")) << "the whole value";
+    EXPECT_FALSE(is_failure_report(status, R"({"note":"stage failed","stage":"installing"})"));
+    EXPECT_FALSE(is_failure_report(status, R"({"stage":)"));
+    EXPECT_FALSE(is_failure_report(status, ""));
+    EXPECT_FALSE(is_failure_report("ota/v1/devices/d1/inventory", R"({"stage":"failed"})")) << "not a status topic";
+}
