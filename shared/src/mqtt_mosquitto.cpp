@@ -1,4 +1,5 @@
 // ota::mqtt::Client over libmosquitto (MQTT 5): the same contract as shared/src/mqtt.cpp (paho),
+// (the state in mqtt/mosquitto_impl.hpp, the callbacks and threads in mqtt/mosquitto_loop.cpp),
 // for the programs whose cost per message matters (ota-controller: one connection that receives
 // every device's status) or whose start-up does (ota-publish). A program links one of the two
 // (ota::mqtt or ota::mqtt_mosquitto), never both.
@@ -27,35 +28,17 @@
 //   queues it: the broker's flow control follows the network thread, not the handlers.
 // - mosquitto_loop uses select(): the socket and the pipe must be below FD_SETSIZE (1024); the
 //   programs that use this client open few descriptors.
-#include "ota/mqtt.hpp"
-
-#include "mqtt/common.hpp"
-
-#include <mosquitto.h>
-#include <poll.h>
-#include <mqtt_protocol.h>
+#include "mqtt/mosquitto_impl.hpp"
 
 #include <algorithm>
-#include <atomic>
-#include <condition_variable>
-#include <cstdio>
-#include <deque>
-#include <map>
-#include <mutex>
-#include <random>
-#include <set>
-#include <thread>
-#include <utility>
-#include <variant>
 
 namespace ota::mqtt {
 
 using namespace detail;
+using namespace mosquitto_detail;
 using namespace std::chrono_literals;
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 void init_library_once() {
     static std::once_flag once;
@@ -63,93 +46,16 @@ void init_library_once() {
     std::call_once(once, [] { mosquitto_lib_init(); });
 }
 
+}  // namespace
+
+namespace mosquitto_detail {
+
 std::string reason_text(int code) {
     const char* name = mosquitto_reason_string(code);
     return std::string(name != nullptr && *name != '\0' ? name : "reason code") + " (" + hex_code(code) + ")";
 }
 
-struct ConnEvent {
-    bool up;
-};
-using Event = std::variant<Message, ConnEvent>;
-
-}  // namespace
-
-struct Client::Impl {
-    explicit Impl(Options o);
-    ~Impl();
-
-    Expected<void> connect();
-    Expected<void> disconnect(std::chrono::milliseconds timeout);
-    Expected<void> subscribe(const std::string& filter, int qos, std::chrono::milliseconds timeout);
-    Expected<void> unsubscribe(const std::string& filter, std::chrono::milliseconds timeout);
-    Expected<void> publish(const std::string& topic, const std::string& payload, int qos, bool retain,
-                           std::chrono::milliseconds timeout, bool wait);
-
-    // libmosquitto's callbacks (network thread)
-    void on_connect(int rc, int flags);
-    void on_disconnect(int rc);
-    void on_message(const mosquitto_message& m);
-    void on_publish(int mid, int rc);
-    void on_subscribe(int mid, int count, const int* granted);
-    void on_unsubscribe(int mid);
-    void on_log(int level, const char* text);
-
-    void network_loop();
-    void dispatch_loop();
-    void push(Event ev);
-    void announce_up();      // with mu held
-    void announce_down();    // with mu held
-    std::chrono::milliseconds backoff(unsigned attempt);
-    Error connect_error();   // why the first attempt failed, in one line (may probe the broker)
-    // Wait (mu held by `lock`) until the operation `mid` is answered, up to `timeout`.
-    bool wait_answer(std::unique_lock<std::mutex>& lock, int mid, std::chrono::milliseconds timeout);
-
-    Options opts;
-    std::string where;
-    std::string host;
-    int port{0};
-    std::optional<Error> init_error;
-    mosquitto* m{nullptr};
-    std::mutex op_mu;  // connect() / disconnect() one at a time
-
-    std::mutex mu;  // everything below, up to the dispatch queue
-    std::condition_variable cv;
-    bool stopping{false};
-    bool want{false};           // keep a connection up (connect() called, disconnect() not)
-    bool first_attempt{false};  // connect()'s own attempt: its outcome goes back to connect()
-    bool started{false};        // mosquitto_connect_bind_async() was called once
-    bool socket_open{false};    // an attempt or a connection is under way on the socket
-    std::atomic<bool> up{false};  // CONNACK accepted, not lost since
-    bool announced{false};        // on_connection(true) queued and not yet followed by false
-    bool attempt_done{false};
-    int attempt_rc{MOSQ_ERR_SUCCESS};
-    std::optional<int> refused;  // the CONNACK's reason code when it refused
-    Clock::time_point attempt_deadline{};
-    unsigned attempts{0};
-    std::set<int> resubscribing;  // SUBSCRIBEs of a reconnect not yet answered
-    std::vector<std::pair<std::string, int>> subscriptions;
-    struct Answer {
-        bool done{false};
-        int rc{0};
-    };
-    std::map<int, Answer> waiting;  // mid -> answer, for the calls that wait for one
-    std::set<int> unacknowledged;   // mids of publish_async() not yet acknowledged
-    std::mt19937_64 rng{std::random_device{}()};
-
-    std::mutex log_mu;
-    std::string last_error_line;  // libmosquitto's last MOSQ_LOG_ERR line (e.g. OpenSSL's reason)
-
-    std::mutex qmu;
-    std::condition_variable qcv;
-    std::deque<Event> events;
-    bool qstop{false};
-    std::shared_ptr<MessageHandler> message_handler;
-    std::shared_ptr<ConnectionHandler> connection_handler;
-
-    std::thread network;
-    std::thread dispatcher;
-};
+}  // namespace mosquitto_detail
 
 Client::Impl::Impl(Options o) : opts(std::move(o)) {
     where = opts.broker + " as " + (opts.client_id.empty() ? std::string("(no client id)") : opts.client_id);
@@ -251,215 +157,6 @@ std::chrono::milliseconds Client::Impl::backoff(unsigned attempt) {
                                             opts.reconnect_min.count() << std::min(attempt, 20U));
     std::uniform_int_distribution<std::int64_t> dist(opts.reconnect_min.count(), std::max(cap, opts.reconnect_min.count()));
     return std::chrono::milliseconds(dist(rng));
-}
-
-void Client::Impl::push(Event ev) {
-    {
-        std::lock_guard lock(qmu);
-        if (qstop) return;
-        events.push_back(std::move(ev));
-    }
-    qcv.notify_one();
-}
-
-void Client::Impl::announce_up() {
-    if (announced) return;
-    announced = true;
-    attempts = 0;
-    push(ConnEvent{true});
-    cv.notify_all();
-}
-
-void Client::Impl::announce_down() {
-    if (!announced) return;
-    announced = false;
-    push(ConnEvent{false});
-}
-
-// ---- callbacks (network thread) ----------------------------------------------------------------
-
-void Client::Impl::on_connect(int rc, int flags) {
-    std::lock_guard lock(mu);
-    if (rc != 0) {
-        refused = rc;
-        return;
-    }
-    up = true;
-    refused.reset();
-    // Renew the remembered subscriptions. With the session present the broker still has them:
-    // renewing is idempotent, and "retained only for a new subscription" avoids every retained
-    // message again. Without a session, retained messages are how we catch up.
-    const bool session_present = (flags & 1) != 0;
-    resubscribing.clear();
-    for (const auto& [filter, qos] : subscriptions) {
-        int mid = 0;
-        const int options = session_present ? MQTT_SUB_OPT_SEND_RETAIN_NEW : MQTT_SUB_OPT_SEND_RETAIN_ALWAYS;
-        if (mosquitto_subscribe_v5(m, &mid, filter.c_str(), qos, options, nullptr) == MOSQ_ERR_SUCCESS) resubscribing.insert(mid);
-    }
-    if (resubscribing.empty()) announce_up();
-}
-
-void Client::Impl::on_disconnect(int rc) {
-    (void)rc;
-    std::lock_guard lock(mu);
-    up = false;
-    socket_open = false;
-    resubscribing.clear();
-    announce_down();
-    cv.notify_all();
-}
-
-void Client::Impl::on_message(const mosquitto_message& msg) {
-    Message out;
-    out.topic = msg.topic != nullptr ? msg.topic : "";
-    if (msg.payloadlen > 0) out.payload.assign(static_cast<const char*>(msg.payload), static_cast<std::size_t>(msg.payloadlen));
-    out.qos = msg.qos;
-    out.retained = msg.retain;
-    push(std::move(out));
-}
-
-void Client::Impl::on_publish(int mid, int rc) {
-    std::lock_guard lock(mu);
-    unacknowledged.erase(mid);
-    if (auto it = waiting.find(mid); it != waiting.end()) {
-        it->second = Answer{true, rc};
-        cv.notify_all();
-    }
-}
-
-void Client::Impl::on_subscribe(int mid, int count, const int* granted) {
-    std::lock_guard lock(mu);
-    int worst = 0;
-    for (int i = 0; i < count; ++i) worst = std::max(worst, granted[i]);
-    if (resubscribing.erase(mid) && resubscribing.empty() && up) announce_up();
-    if (auto it = waiting.find(mid); it != waiting.end()) {
-        it->second = Answer{true, worst};
-        cv.notify_all();
-    }
-}
-
-void Client::Impl::on_unsubscribe(int mid) {
-    std::lock_guard lock(mu);
-    if (auto it = waiting.find(mid); it != waiting.end()) {
-        it->second = Answer{true, 0};
-        cv.notify_all();
-    }
-}
-
-void Client::Impl::on_log(int level, const char* text) {
-    if ((level & MOSQ_LOG_ERR) == 0 || text == nullptr) return;
-    std::lock_guard lock(log_mu);
-    last_error_line = text;
-}
-
-// ---- threads -----------------------------------------------------------------------------------
-
-void Client::Impl::network_loop() {
-    std::unique_lock lock(mu);
-    while (!stopping) {
-        if (!socket_open) {
-            if (!want) {
-                cv.wait(lock, [this] { return stopping || want; });
-                continue;
-            }
-            if (!first_attempt) {
-                const auto delay = backoff(attempts);
-                if (attempts < 64) ++attempts;
-                if (cv.wait_for(lock, delay, [this] { return stopping || !want; })) continue;
-            }
-            const bool reconnect = started;
-            started = true;
-            refused.reset();
-            lock.unlock();
-            {
-                std::lock_guard l(log_mu);
-                last_error_line.clear();
-            }
-            const int rc = reconnect ? mosquitto_reconnect_async(m)
-                                     : mosquitto_connect_bind_async(m, host.c_str(), port, static_cast<int>(opts.keepalive.count()), nullptr);
-            lock.lock();
-            if (rc != MOSQ_ERR_SUCCESS) {
-                if (first_attempt) {
-                    attempt_rc = rc;
-                    attempt_done = true;
-                    cv.notify_all();
-                    cv.wait(lock, [this] { return stopping || !first_attempt; });
-                }
-                continue;
-            }
-            socket_open = true;
-            attempt_deadline = Clock::now() + std::max<std::chrono::milliseconds>(opts.connect_timeout, 1s);
-            continue;
-        }
-        lock.unlock();
-        const int rc = mosquitto_loop(m, 50, 1);
-        lock.lock();
-        if (rc != MOSQ_ERR_SUCCESS) {
-            // The connection (or the attempt) is over; on_disconnect may not have run for an
-            // attempt that failed before the CONNACK.
-            const bool was_up = up;
-            up = false;
-            socket_open = false;
-            resubscribing.clear();
-            announce_down();
-            if (first_attempt && !was_up && !announced) {
-                attempt_rc = rc;
-                attempt_done = true;
-                cv.notify_all();
-                cv.wait(lock, [this] { return stopping || !first_attempt; });
-            }
-            continue;
-        }
-        // libmosquitto 2.0.11 keeps polling a TLS connect whose TCP connection was refused (its
-        // loop returns at once, every time, until the deadline): a hung-up socket says so.
-        if (!up && socket_open) {
-            pollfd pfd{mosquitto_socket(m), POLLOUT, 0};
-            if (pfd.fd >= 0 && ::poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLERR | POLLHUP)) != 0) {
-                socket_open = false;
-                if (first_attempt) {
-                    attempt_rc = MOSQ_ERR_CONN_LOST;
-                    attempt_done = true;
-                    cv.notify_all();
-                    cv.wait(lock, [this] { return stopping || !first_attempt; });
-                }
-                continue;
-            }
-        }
-        if (!up && Clock::now() >= attempt_deadline) {
-            // No CONNACK in time: the next attempt's reconnect closes this socket.
-            socket_open = false;
-            if (first_attempt) {
-                attempt_rc = MOSQ_ERR_TIMEOUT;
-                attempt_done = true;
-                cv.notify_all();
-                cv.wait(lock, [this] { return stopping || !first_attempt; });
-            }
-        }
-    }
-}
-
-void Client::Impl::dispatch_loop() {
-    std::unique_lock lock(qmu);
-    for (;;) {
-        qcv.wait(lock, [this] { return qstop || !events.empty(); });
-        if (qstop) return;
-        std::deque<Event> batch;
-        batch.swap(events);
-        auto on_msg = message_handler;
-        auto on_conn = connection_handler;
-        lock.unlock();
-        for (auto& ev : batch) {
-            run_handler(where, [&] {
-                if (auto* msg = std::get_if<Message>(&ev)) {
-                    if (on_msg && *on_msg) (*on_msg)(*msg);
-                } else if (on_conn && *on_conn) {
-                    (*on_conn)(std::get<ConnEvent>(ev).up);
-                }
-            });
-        }
-        lock.lock();
-        if (qstop) return;  // the destructor has begun: not one more handler
-    }
 }
 
 // ---- operations --------------------------------------------------------------------------------
