@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <sstream>
@@ -83,27 +84,32 @@ public:
     // Send one request and wait for its reply's result.
     ota::Expected<json> request(json req) {
         const auto reply_topic = topics_.control_reply(client_id_);
-        const auto id = random_hex(16);
-        std::mutex mu;
-        std::condition_variable cv;
-        std::optional<json> reply;
-        if (auto c = connect([&](const ota::mqtt::Message& m) {
+        // Shared with the handler: the client (and a late duplicate reply) outlives this call.
+        struct Pending {
+            std::string id = random_hex(16);
+            std::mutex mu;
+            std::condition_variable cv;
+            std::optional<json> reply;
+        };
+        const auto pending = std::make_shared<Pending>();
+        if (auto c = connect([pending](const ota::mqtt::Message& m) {
                 auto j = json::parse(m.payload, nullptr, false);
-                if (j.is_discarded() || !j.is_object() || j.value("id", "") != id) return;
-                std::lock_guard lock(mu);
-                reply = std::move(j);
-                cv.notify_one();
+                if (j.is_discarded() || !j.is_object() || j.value("id", "") != pending->id) return;
+                std::lock_guard lock(pending->mu);
+                pending->reply = std::move(j);
+                pending->cv.notify_one();
             });
             !c)
             return std::unexpected(c.error());
         if (auto sub = client_.subscribe(reply_topic, 1); !sub) return std::unexpected(sub.error());
-        req["id"] = id;
+        req["id"] = pending->id;
         req["reply_to"] = reply_topic;
         if (auto p = client_.publish(topics_.control_request(s_.user), req.dump(), 1, false); !p) return std::unexpected(p.error());
-        std::unique_lock lock(mu);
-        if (!cv.wait_for(lock, std::chrono::seconds(s_.timeout_s), [&] { return reply.has_value(); }))
+        std::unique_lock lock(pending->mu);
+        if (!pending->cv.wait_for(lock, std::chrono::seconds(s_.timeout_s), [&] { return pending->reply.has_value(); }))
             return ota::fail(ota::ErrorCode::timeout, "no reply from the controller within " + std::to_string(s_.timeout_s) +
                                                           " s (is ota-controller running?)");
+        const auto reply = pending->reply;
         if (!(*reply)["ok"].is_boolean() || !(*reply)["ok"].get<bool>()) {
             const auto& e = (*reply)["error"];
             auto code = ota::ErrorCode::internal;
@@ -198,11 +204,14 @@ std::string render_progress(const json& r) {
 }
 
 int watch(const Settings& s, const std::string& rollout) {
-    Session session(s);
+    // What the handler uses is declared before the session: it outlives the client, whose
+    // destructor waits for a handler still running (found by LeakSanitizer: a state that arrived
+    // as watch returned was moved into an already destroyed `latest`).
     std::mutex mu;
     std::condition_variable cv;
     std::optional<json> latest;
     bool fresh = false;
+    Session session(s);
     if (auto c = session.connect([&](const ota::mqtt::Message& m) {
             auto j = json::parse(m.payload, nullptr, false);
             if (j.is_discarded() || !j.is_object()) return;
